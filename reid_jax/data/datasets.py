@@ -1,0 +1,63 @@
+"""The six dataset names and what is fixed about each (arn_triplet_eval.md §4, design README §4, §6).
+
+A `DatasetSpec` is plain data shared by the synthetic writer, the TFDS builders, the samplers and the
+StarGAN trainer. The synthetic datasets share the layout, parse rules and camera count of their real
+twin; only the real ones have fixed expected counts.
+"""
+
+import dataclasses
+
+from reid_jax.errors import ReidError
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitCounts:
+  ids: int
+  images: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  name: str
+  layout: str  # 'market' | 'duke' | 'msmt': folder layout and file-name rule of the real dataset
+  num_cameras: int
+  synthetic: bool
+  # Expected counts of the real dataset (arn_triplet_eval.md §4.4); None for synthetic ones, whose
+  # counts follow from the writer's --size.
+  expected: dict[str, SplitCounts] | None = None
+
+
+MARKET_COUNTS = {  # arn_triplet_eval.md §4.4; gallery holds junk (-1) and distractors (0)
+    "train": SplitCounts(ids=751, images=12936),
+    "query": SplitCounts(ids=750, images=3368),
+    "gallery": SplitCounts(ids=752, images=19732),
+}
+DUKE_COUNTS = {  # arn_triplet_eval.md §4.4
+    "train": SplitCounts(ids=702, images=16522),
+    "query": SplitCounts(ids=702, images=2228),
+    "gallery": SplitCounts(ids=1110, images=17661),
+}
+MSMT_COUNTS = {  # arn_triplet_eval.md §4.4, train = list_train + list_val
+    "train": SplitCounts(ids=1041, images=32621),
+    "query": SplitCounts(ids=3060, images=11659),
+    "gallery": SplitCounts(ids=3060, images=82161),
+}
+
+DATASETS = {
+    "market": DatasetSpec("market", "market", 6, False, MARKET_COUNTS),
+    "duke": DatasetSpec("duke", "duke", 8, False, DUKE_COUNTS),
+    "msmt": DatasetSpec("msmt", "msmt", 15, False, MSMT_COUNTS),
+    "synth_market": DatasetSpec("synth_market", "market", 6, True),
+    "synth_duke": DatasetSpec("synth_duke", "duke", 8, True),
+    "synth_msmt": DatasetSpec("synth_msmt", "msmt", 15, True),
+}
+
+SPLITS = ("train", "query", "gallery")
+
+
+def get_spec(name: str) -> DatasetSpec:
+  """The spec of a dataset name, or a ReidError listing the known names."""
+  try:
+    return DATASETS[name]
+  except KeyError:
+    raise ReidError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None

@@ -1,0 +1,1 @@
+"""See WORKSPACE.md for the layout."""

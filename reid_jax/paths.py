@@ -1,0 +1,39 @@
+"""Where data, prepared datasets, camera-style sets and workdirs live (design README §3-§5)."""
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "REID_JAX_DATA"
+
+
+def default_data_dir() -> Path:
+  """`$REID_JAX_DATA`, else `~/reid_jax_data`."""
+  return Path(os.environ.get(DATA_DIR_ENV, Path.home() / "reid_jax_data"))
+
+
+def raw_dir(data_dir, dataset: str) -> Path:
+  """The extracted dataset, untouched (the TFDS manual_dir): `<data_dir>/raw/<dataset>`."""
+  return Path(data_dir) / "raw" / dataset
+
+
+def tfds_dir(data_dir) -> Path:
+  """The TFDS data_dir holding prepared array_record files."""
+  return Path(data_dir) / "tfds"
+
+
+def camstyle_dir(data_dir, dataset: str) -> Path:
+  """The camera-style set written by experiments.stargan: `<data_dir>/camstyle/<dataset>`."""
+  return Path(data_dir) / "camstyle" / dataset
+
+
+def reference_camstyle_dir(data_dir, dataset: str) -> Path:
+  """Where the HHL reference code keeps its camera-style set (accepted as an alternative)."""
+  return raw_dir(data_dir, dataset) / "bounding_box_train_camstyle_stargan4reid"
+
+
+def default_workdir(experiment: str, src: str, tgt: str | None = None, variant: str | None = None) -> Path:
+  """`workdirs/<experiment>/<src>_to_<tgt>[_<variant>]` (or `<dataset>[_<variant>]`)."""
+  name = src if tgt is None else f"{src}_to_{tgt}"
+  if variant:
+    name = f"{name}_{variant}"
+  return Path("workdirs") / experiment / name

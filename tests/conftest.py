@@ -1,0 +1,19 @@
+"""Shared fixtures: tiny synthetic datasets generated once per test session into a temp folder."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """A data_dir (design README §4) whose raw/ holds tiny synth_market and synth_duke trees."""
+  from reid_jax import paths
+  from reid_jax.data import synthetic
+
+  root = tmp_path_factory.mktemp("reid_jax_data")
+  for name in ("synth_market", "synth_duke"):
+    synthetic.write_dataset(name, paths.raw_dir(root, name), size="tiny", seed=0)
+  return root
