@@ -1,0 +1,56 @@
+"""TensorBoard event files in `<workdir>/tb/` via tensorboardX (no TensorFlow needed).
+
+  writer = MetricWriter(workdir / "tb")
+  writer.scalars(step, {"loss/cross_entropy": 2.3, "lr/trunk": 0.01})
+  writer.images(step, {"stargan/samples": grid})      # grid: [H, W, 3] uint8 or float in [0, 1]
+  writer.close()
+"""
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+
+def _to_hwc_uint8(image) -> np.ndarray:
+  """[H, W, C] or [H, W] image, uint8 or float in [0, 1] -> uint8 [H, W, C]."""
+  image = np.asarray(image)
+  if image.ndim == 2:
+    image = image[:, :, None]
+  if image.dtype != np.uint8:
+    image = np.clip(np.rint(image.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+  return image
+
+
+class MetricWriter:
+  """Scalars and images for TensorBoard; every call is keyed by the global training step."""
+
+  def __init__(self, logdir):
+    self.logdir = Path(logdir)
+    self.logdir.mkdir(parents=True, exist_ok=True)
+    self._writer = SummaryWriter(logdir=str(self.logdir))
+
+  def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, float(value), global_step=int(step))
+
+  def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    """Each image is [H, W, C] (or [H, W]), uint8 or float in [0, 1]."""
+    for name, image in images.items():
+      self._writer.add_image(name, _to_hwc_uint8(image), global_step=int(step), dataformats="HWC")
+
+  def text(self, step: int, name: str, text: str) -> None:
+    self._writer.add_text(name, text, global_step=int(step))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
