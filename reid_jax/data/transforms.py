@@ -1,0 +1,208 @@
+"""Decoding and augmentation as pure functions of (image, numpy Generator) (hhl.md §7, §10.6).
+
+Images are numpy arrays `[H, W, 3]`: uint8 until `to_unit_range` / `normalize`, float32 after.
+Resizing goes through PIL so that bilinear / bicubic downscaling antialiases exactly as the
+reference code's torchvision-on-PIL transforms do (hhl.md §7 step 2). Random draws come only from
+the `numpy.random.Generator` passed in, so one generator seeded per image makes a batch
+reproducible whatever thread runs it.
+
+Composed transforms:
+  `train_transform`: RandomSizedRectCrop -> flip p=0.5 -> [0, 1] -> ImageNet normalisation
+    (-> random erasing, off by default), hhl.md §7.
+  `test_transform`: bicubic resize -> [0, 1] -> ImageNet normalisation, hhl.md §7.
+  `stargan_train_transform` / `stargan_test_transform`: hhl.md §10.6.
+"""
+
+import io
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+from reid_jax.errors import ReidError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # hhl.md §7 step 5
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)  # hhl.md §7 step 5
+STARGAN_MEAN = np.array([0.5, 0.5, 0.5], np.float32)  # hhl.md §10.6
+STARGAN_STD = np.array([0.5, 0.5, 0.5], np.float32)  # hhl.md §10.6
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+def decode(data, name: str | None = None) -> np.ndarray:
+  """Decodes an image file to RGB uint8 `[H, W, 3]`.
+
+  Args:
+    data: encoded bytes, a path, or an already decoded `[H, W, 3]` uint8 array (returned as is).
+    name: the file name to cite if decoding fails (defaults to the path when `data` is one).
+
+  Raises:
+    ReidError: the bytes are not a decodable image.
+  """
+  if isinstance(data, np.ndarray):
+    return data
+  if isinstance(data, (str, os.PathLike)):
+    name = name or str(data)
+    with open(data, "rb") as f:
+      data = f.read()
+  try:
+    with Image.open(io.BytesIO(data)) as img:
+      return np.asarray(img.convert("RGB"))
+  except Exception as e:  # PIL raises several unrelated types for truncated / invalid files
+    raise ReidError(
+        f"corrupt image {name or '<bytes>'}: {e}; replace the file with an intact copy from the "
+        "original archive") from None
+
+
+def resize(image: np.ndarray, height: int, width: int, method: str = "bilinear") -> np.ndarray:
+  """Resizes uint8 `[H, W, 3]` to `[height, width, 3]` with PIL (antialiased when downscaling)."""
+  if image.shape[0] == height and image.shape[1] == width:
+    return image
+  pil = Image.fromarray(np.ascontiguousarray(image))
+  return np.asarray(pil.resize((width, height), _RESAMPLE[method]))
+
+
+def rect_crop_box(image_height: int, image_width: int, rng: np.random.Generator,
+                  attempts: int = 10, area_range=(0.64, 1.0),
+                  aspect_range=(2.0, 3.0)) -> tuple[int, int, int, int] | None:
+  """The crop window `(y0, x0, h, w)` of RandomSizedRectCrop, or None when every attempt failed.
+
+  hhl.md §7 step 2: up to `attempts` draws of area U(0.64, 1)·H·W and aspect h/w U(2, 3); the
+  first crop that fits is placed at a uniform integer offset. Python's `round` (half to even) as
+  in the reference.
+  """
+  H, W = image_height, image_width
+  for _ in range(attempts):
+    target_area = rng.uniform(*area_range) * (H * W)
+    aspect = rng.uniform(*aspect_range)
+    h = int(round(math.sqrt(target_area * aspect)))
+    w = int(round(math.sqrt(target_area / aspect)))
+    if w <= W and h <= H:
+      x0 = int(rng.integers(0, W - w + 1))
+      y0 = int(rng.integers(0, H - h + 1))
+      return y0, x0, h, w
+  return None
+
+
+def random_sized_rect_crop(image: np.ndarray, rng: np.random.Generator, height: int = 256,
+                           width: int = 128, attempts: int = 10, area_range=(0.64, 1.0),
+                           aspect_range=(2.0, 3.0), method: str = "bilinear") -> np.ndarray:
+  """open-reid's RandomSizedRectCrop -> uint8 `[height, width, 3]` (hhl.md §7 step 2).
+
+  The window of `rect_crop_box`, resized (bilinear, antialiased); the whole image resized when no
+  attempt fits.
+  """
+  box = rect_crop_box(image.shape[0], image.shape[1], rng, attempts, area_range, aspect_range)
+  if box is not None:
+    y0, x0, h, w = box
+    image = image[y0:y0 + h, x0:x0 + w]
+  return resize(image, height, width, method)
+
+
+def random_crop(image: np.ndarray, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+  """torchvision RandomCrop without padding: a `[height, width]` window at a uniform offset."""
+  H, W = image.shape[:2]
+  if height > H or width > W:
+    raise ValueError(f"crop {height}x{width} larger than image {H}x{W}")
+  y0 = int(rng.integers(0, H - height + 1))
+  x0 = int(rng.integers(0, W - width + 1))
+  return image[y0:y0 + height, x0:x0 + width]
+
+
+def horizontal_flip(image: np.ndarray, rng: np.random.Generator | None = None,
+                    p: float = 0.5) -> np.ndarray:
+  """Mirrors `[H, W, C]` left-right with probability `p` (always when `rng` is None)."""
+  if rng is not None and not rng.uniform() < p:
+    return image
+  return image[:, ::-1]
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+  """uint8 `[H, W, C]` -> float32 in [0, 1] (ToTensor, without the CHW transpose)."""
+  return image.astype(np.float32) * np.float32(1 / 255)
+
+
+def normalize(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+  """(x - mean) / std per channel; uint8 input is first mapped to [0, 1]. Returns float32."""
+  mean = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  if image.dtype == np.uint8:
+    # One fused affine map from uint8: x/255/std - mean/std.
+    return image.astype(np.float32) * (1 / (255 * std)) - mean / std
+  return (image.astype(np.float32) - mean) / std
+
+
+def normalized_range(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel bounds `(low, high)` of `normalize` on [0, 1] input."""
+  mean = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  return (0 - mean) / std, (1 - mean) / std
+
+
+def random_erasing(image: np.ndarray, rng: np.random.Generator, probability: float = 0.5,
+                   area_range=(0.02, 0.2), min_aspect: float = 0.3, value=IMAGENET_MEAN,
+                   attempts: int = 100) -> np.ndarray:
+  """Zhong et al.'s RandomErasing on a normalised float `[H, W, C]` image (hhl.md §7 step 6).
+
+  With probability `probability`, up to `attempts` draws of area U(0.02, 0.2)·H·W and aspect
+  U(0.3, 1/0.3); the first rectangle strictly inside the image is filled with `value` (the raw
+  ImageNet mean, written into the already-normalised image, as the reference does).
+  """
+  if not rng.uniform() < probability:
+    return image
+  H, W = image.shape[:2]
+  for _ in range(attempts):
+    target_area = rng.uniform(*area_range) * (H * W)
+    aspect = rng.uniform(min_aspect, 1 / min_aspect)
+    h = int(round(math.sqrt(target_area * aspect)))
+    w = int(round(math.sqrt(target_area / aspect)))
+    if w < W and h < H:
+      y0 = int(rng.integers(0, H - h + 1))
+      x0 = int(rng.integers(0, W - w + 1))
+      out = np.array(image, np.float32)
+      out[y0:y0 + h, x0:x0 + w] = np.asarray(value, np.float32)
+      return out
+  return image
+
+
+def train_transform(image, rng: np.random.Generator, height: int = 256, width: int = 128,
+                    erasing_probability: float = 0.0) -> np.ndarray:
+  """The re-ID training transform of hhl.md §7 -> float32 `[height, width, 3]`, normalised.
+
+  Args:
+    image: uint8 `[H, W, 3]` or encoded bytes / a path (decoded first).
+    rng: the image's own generator.
+    height, width: output size (256x128 in the papers; tiny configs use smaller).
+    erasing_probability: random erasing probability; 0 (the reference's `--re 0`) disables it.
+  """
+  image = decode(image)
+  image = random_sized_rect_crop(image, rng, height, width)
+  image = horizontal_flip(image, rng, 0.5)
+  out = normalize(image)
+  if erasing_probability > 0:
+    out = random_erasing(out, rng, erasing_probability)
+  return out
+
+
+def test_transform(image, height: int = 256, width: int = 128) -> np.ndarray:
+  """hhl.md §7 test transform: bicubic resize, [0, 1], ImageNet normalisation. float32."""
+  return normalize(resize(decode(image), height, width, "bicubic"))
+
+
+def stargan_train_transform(image, rng: np.random.Generator, height: int = 256,
+                            width: int = 128) -> np.ndarray:
+  """hhl.md §10.6: flip p=0.5, bilinear resize to 9/8 of the crop (288x144), random crop, to [-1, 1]."""
+  image = horizontal_flip(decode(image), rng, 0.5)
+  image = resize(image, height * 9 // 8, width * 9 // 8, "bilinear")
+  image = random_crop(image, rng, height, width)
+  return normalize(image, STARGAN_MEAN, STARGAN_STD)
+
+
+def stargan_test_transform(image, height: int = 256, width: int = 128) -> np.ndarray:
+  """hhl.md §10.6 generation transform: bilinear resize, to [-1, 1]."""
+  return normalize(resize(decode(image), height, width, "bilinear"), STARGAN_MEAN, STARGAN_STD)
