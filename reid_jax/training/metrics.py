@@ -23,6 +23,30 @@ def _to_hwc_uint8(image) -> np.ndarray:
   return image
 
 
+def read_events(logdir) -> list:
+  """All `Event` protos of the event files in `logdir` (TFRecord framing: length, crc, payload,
+  crc), parsed with tensorboardX's protos; for tests and scripts without TensorBoard installed."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+  events = []
+  for path in sorted(Path(logdir).glob("events.out.tfevents.*")):
+    data, offset = path.read_bytes(), 0
+    while offset + 12 <= len(data):
+      (length,) = struct.unpack("<Q", data[offset:offset + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(data[offset + 12:offset + 12 + length])
+      events.append(event)
+      offset += 12 + length + 4
+  return events
+
+
+def read_scalars(logdir) -> dict[tuple[int, str], float]:
+  """{(step, tag): value} of every scalar in `logdir`."""
+  return {(e.step, v.tag): v.simple_value for e in read_events(logdir) for v in e.summary.value
+          if v.WhichOneof("value") == "simple_value"}
+
+
 class MetricWriter:
   """Scalars and images for TensorBoard; every call is keyed by the global training step."""
 

@@ -42,26 +42,13 @@ def test_checkpoint_missing_is_reid_error(tmp_path):
     checkpoint_lib.Checkpointer(tmp_path / "nothing", read_only=True)
 
 
-def _read_events(path):
-  """Events of a TFRecord event file (length, crc, payload, crc), parsed with tensorboardX's protos."""
-  import struct
-  from tensorboardX.proto import event_pb2
-  data, events, offset = path.read_bytes(), [], 0
-  while offset < len(data):
-    (length,) = struct.unpack("<Q", data[offset:offset + 8])
-    event = event_pb2.Event()
-    event.ParseFromString(data[offset + 12:offset + 12 + length])
-    events.append(event)
-    offset += 12 + length + 4
-  return events
-
-
 def test_metric_writer_writes_scalars_and_images(tmp_path):
   with metrics_lib.MetricWriter(tmp_path / "tb") as writer:
     writer.scalars(5, {"loss": 1.5, "lr/trunk": 0.01})
     writer.images(7, {"grid": np.full((8, 4, 3), 0.5, np.float32)})
-  (path,) = list((tmp_path / "tb").glob("events.out.tfevents.*"))
-  values = {(e.step, v.tag): v for e in _read_events(path) for v in e.summary.value}
+  assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
+  values = {(e.step, v.tag): v for e in metrics_lib.read_events(tmp_path / "tb")
+            for v in e.summary.value}
   assert values[(5, "loss")].simple_value == pytest.approx(1.5)
   assert values[(5, "lr/trunk")].simple_value == pytest.approx(0.01)
   image = values[(7, "grid")].image

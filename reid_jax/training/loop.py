@@ -1,0 +1,191 @@
+"""The epoch/step loop shared by the baseline, HHL and ARN trainers.
+
+What it guarantees (design README §3, §5):
+
+- **Resume.** The loop restores the latest checkpoint of `<workdir>/checkpoints/` and continues
+  from the exact step. Everything random is a function of (seed, step): the step's key is
+  `fold_in(PRNGKey(seed), step)` and the data come from `epoch_batches(epoch, start)`, which must
+  be a pure function of the epoch and the position in it (sampler state = (seed, epoch, step)).
+  So an interrupted and resumed run ends bit-identical to an uninterrupted one.
+- **Checkpoints** every `checkpoint_every` steps and at the end of every epoch (synchronous,
+  atomic: see `checkpoint.py`).
+- **NaN/Inf guard.** A non-finite loss stops the run with a ReidError naming the step and the
+  loss; nothing after the last good checkpoint is saved, so a rerun resumes from it.
+- **Progress**: tqdm on stdout (step, loss, img/s, ETA); TensorBoard scalars in `<workdir>/tb/`
+  (every metric of the step, averaged over `log_every` steps, and the lr of every group).
+"""
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from reid_jax.errors import ReidError
+from reid_jax.training import checkpoint as checkpoint_lib
+from reid_jax.training import metrics as metrics_lib
+from reid_jax.training import sharding as sharding_lib
+from reid_jax.training import state as state_lib
+from reid_jax.training import workdir as workdir_lib
+
+EpochBatches = Callable[[int, int], Iterable[Mapping[str, np.ndarray]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """num_epochs x steps_per_epoch optimiser steps; images_per_step feeds the img/s figure."""
+
+  num_epochs: int
+  steps_per_epoch: int
+  seed: int
+  images_per_step: int
+  checkpoint_every: int = 0  # 0: only at epoch ends
+  log_every: int = 10
+  max_to_keep: int = 2
+  description: str = "train"
+
+
+@dataclasses.dataclass
+class LoopResult:
+  state: state_lib.TrainState
+  steps: int
+  epochs: int
+  train_seconds: float  # summed over all sessions of this workdir
+  resumed_from: int | None
+
+
+def step_rng(seed: int, step: int) -> jax.Array:
+  """The step's key: fold_in(PRNGKey(seed), step), independent of where a run was resumed."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), step)
+
+
+def jit_step(train_step, mesh):
+  """Compiles `train_step(state, batch, rng)` with the state donated and replicated and the batch
+  split over the mesh's 'data' axis."""
+  replicated = sharding_lib.replicated(mesh)
+  return jax.jit(
+      train_step,
+      in_shardings=(replicated, sharding_lib.batch_sharding(mesh), replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=(0,),
+  )
+
+
+def restore_state(workdir, template: state_lib.TrainState, step: int | None = None):
+  """The checkpointed state of `workdir` (latest by default) and its meta, onto `template`."""
+  with checkpoint_lib.Checkpointer(Path(workdir) / workdir_lib.CHECKPOINT_DIR,
+                                   read_only=True) as ckpt:
+    tree, meta = ckpt.restore(state_lib.to_tree(template), step=step)
+  return state_lib.from_tree(template, tree), meta
+
+
+def _sampler_meta(seed, epoch, step_in_epoch, train_seconds):
+  return {"epoch": epoch, "step_in_epoch": step_in_epoch, "train_seconds": train_seconds,
+          "sampler": {"seed": seed, "epoch": epoch, "step": step_in_epoch}}
+
+
+def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
+        epoch_batches: EpochBatches, mesh=None,
+        learning_rates: Callable[[int], Mapping[str, float]] | None = None,
+        on_step: Callable[[int, dict], None] | None = None) -> LoopResult:
+  """Trains `state` for `config.num_epochs` epochs, resuming from `<workdir>/checkpoints/`.
+
+  Args:
+    config: loop sizes and intervals.
+    workdir: the run's workdir (checkpoints/ and tb/ are created in it).
+    state: the freshly initialised state; also the template a checkpoint is restored onto.
+    train_step: `train_step(state, batch, rng) -> (state, metrics)`, not yet jitted.
+    epoch_batches: `(epoch, start) -> iterable of host batches`, the epoch's batches from
+      position `start` on; a pure function of its arguments (and the seed it closes over).
+      It must yield `config.steps_per_epoch - start` batches.
+    mesh: the data mesh (default: all devices).
+    learning_rates: step -> {group: lr}, logged to TensorBoard as `lr/<group>`.
+    on_step: called with (step, host metrics) after each step (tests use it as a hook).
+  """
+  workdir = Path(workdir)
+  mesh = sharding_lib.data_mesh() if mesh is None else mesh
+  total_steps = config.num_epochs * config.steps_per_epoch
+  ckpt = checkpoint_lib.Checkpointer(workdir / workdir_lib.CHECKPOINT_DIR,
+                                     max_to_keep=config.max_to_keep)
+  resumed_from = ckpt.latest_step()
+  train_seconds = 0.0
+  start_epoch, start_in_epoch = 0, 0
+  if resumed_from is not None:
+    tree, meta = ckpt.restore(state_lib.to_tree(state))
+    state = state_lib.from_tree(state, tree)
+    start_epoch, start_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
+    train_seconds = float(meta.get("train_seconds", 0.0))
+    print(f"resuming from the checkpoint of step {resumed_from} in {ckpt.directory} "
+          f"(epoch {start_epoch}, step {start_in_epoch} of the epoch)")
+  state = sharding_lib.replicate(state, mesh)
+  step = int(jax.device_get(state.step))
+  if step != start_epoch * config.steps_per_epoch + start_in_epoch:
+    raise ReidError(f"checkpoint {ckpt.directory} is inconsistent (state step {step}, meta epoch "
+                    f"{start_epoch} step {start_in_epoch}); delete the workdir's checkpoints/")
+
+  compiled_step = jit_step(train_step, mesh)
+  writer = metrics_lib.MetricWriter(workdir / workdir_lib.TB_DIR)
+  progress = tqdm(total=total_steps, initial=step, desc=config.description, unit="step",
+                  file=sys.stdout, dynamic_ncols=True, mininterval=1.0, disable=None)
+  window, window_start, window_steps = {}, time.perf_counter(), 0
+  try:
+    for epoch in range(start_epoch, config.num_epochs):
+      begin = start_in_epoch if epoch == start_epoch else 0
+      session_start = time.perf_counter()
+      position = begin
+      for batch in epoch_batches(epoch, begin):
+        if position >= config.steps_per_epoch:
+          break
+        batch = sharding_lib.shard_batch(batch, mesh)
+        state, metrics = compiled_step(state, batch, step_rng(config.seed, step))
+        host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        loss = host["loss"]
+        if not math.isfinite(loss):
+          kept = ckpt.latest_step()
+          raise ReidError(
+              f"non-finite loss {loss} at step {step} (epoch {epoch}); stopped without saving. "
+              f"Last good checkpoint: "
+              f"{'step ' + str(kept) if kept is not None else 'none'} in {ckpt.directory}. "
+              f"Lower the learning rate (config optim.base_lr) or check the data")
+        step += 1
+        position += 1
+        window_steps += 1
+        for k, v in host.items():
+          window[k] = window.get(k, 0.0) + v
+        if on_step is not None:
+          on_step(step, host)
+        elapsed = time.perf_counter() - window_start
+        images_per_second = window_steps * config.images_per_step / max(elapsed, 1e-9)
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", refresh=False)
+        if step % config.log_every == 0 or position == config.steps_per_epoch:
+          scalars = {f"train/{k}": v / window_steps for k, v in window.items()}
+          scalars["train/images_per_second"] = images_per_second
+          scalars["train/epoch"] = epoch
+          if learning_rates is not None:
+            scalars.update({f"lr/{g}": lr for g, lr in learning_rates(step - 1).items()})
+          writer.scalars(step, scalars)
+          window, window_start, window_steps = {}, time.perf_counter(), 0
+        end_of_epoch = position == config.steps_per_epoch
+        if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
+          seconds = train_seconds + time.perf_counter() - session_start
+          if end_of_epoch:
+            meta = _sampler_meta(config.seed, epoch + 1, 0, seconds)
+          else:
+            meta = _sampler_meta(config.seed, epoch, position, seconds)
+          ckpt.save(step, state_lib.to_tree(jax.device_get(state)), meta)
+      if position != config.steps_per_epoch:
+        raise ReidError(f"epoch {epoch} yielded {position} batches, expected "
+                        f"{config.steps_per_epoch}: the training set is too small for the batch size")
+      train_seconds += time.perf_counter() - session_start
+  finally:
+    progress.close()
+    writer.close()
+    ckpt.close()
+  return LoopResult(state=state, steps=step, epochs=config.num_epochs,
+                    train_seconds=train_seconds, resumed_from=resumed_from)

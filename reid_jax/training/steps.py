@@ -1,0 +1,78 @@
+"""Train steps: one jitted `train_step(state, batch, rng) -> (state, metrics)` per method.
+
+A method supplies a loss function
+
+  loss_fn(params, batch_stats, batch, rng) -> (loss, (new_batch_stats, metrics))
+
+and `make_train_step` turns it into the step (gradient, optax update, BN statistics). The loss
+function may call `forward` several times, threading `batch_stats` from one call into the next
+(hhl.md §14: HHL's three passes CE -> triplet -> target each normalise with their own batch and
+update the running statistics in that order); `forward_rng` gives each call its own dropout key.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from reid_jax.training.state import TrainState
+
+LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, tuple[Any, dict]]]
+
+
+def forward(model, params, batch_stats, images, rng, train: bool = True):
+  """One train-mode `model.apply` on `[B, H, W, 3]` images; returns `(outputs, new_batch_stats)`.
+
+  BatchNorm uses this call's batch statistics and updates the running averages (so calling it
+  again with the returned `batch_stats` chains the updates); dropout uses `rng`.
+  """
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  outputs, mutated = model.apply(variables, images, train=train, rngs={"dropout": rng},
+                                 mutable=["batch_stats"])
+  return outputs, mutated.get("batch_stats", batch_stats)
+
+
+def forward_rng(rng: jax.Array, call_index: int) -> jax.Array:
+  """The dropout key of the `call_index`-th forward pass of a step (hhl.md §14: one per call)."""
+  return jax.random.fold_in(rng, call_index)
+
+
+def classification_metrics(logits, labels) -> dict:
+  return {"accuracy": jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))}
+
+
+def baseline_loss_fn(model) -> LossFn:
+  """IDE cross-entropy on the source batch `{'image': [B, H, W, 3], 'label': [B]}` (hhl.md §9)."""
+  from reid_jax.losses import classification
+
+  def loss_fn(params, batch_stats, batch, rng):
+    outputs, batch_stats = forward(model, params, batch_stats, batch["image"],
+                                   forward_rng(rng, 0))
+    loss = classification.cross_entropy(outputs["logits"], batch["label"])
+    metrics = {"cross_entropy": loss, **classification_metrics(outputs["logits"], batch["label"])}
+    return loss, (batch_stats, metrics)
+
+  return loss_fn
+
+
+def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
+  """`train_step(state, batch, rng) -> (state, metrics)` (not yet jitted; see `loop.jit_step`).
+
+  metrics always holds 'loss' and 'grad_norm' (global L2 norm of the gradient) besides what
+  `loss_fn` reports.
+  """
+
+  def train_step(state: TrainState, batch, rng):
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (batch_stats, metrics)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return new_state, metrics
+
+  return train_step
