@@ -1,0 +1,385 @@
+"""TFDS builders for the six dataset names and random-access readers (design README §4, §9).
+
+One builder code path serves all six names: `market`, `duke`, `msmt` read the extracted archive
+in `raw/<name>/` (the TFDS manual_dir; never downloaded); `synth_market`, `synth_duke`,
+`synth_msmt` first write their raw tree with `reid_jax.data.synthetic.write_dataset` and then
+build exactly like their real twin.
+
+Prepared data: `<data_dir>/tfds/<name>/<config>/1.0.0/`, array_record files, splits `train`,
+`query`, `gallery`, features `image` (the original JPEG bytes, decoded to uint8 `[H, W, 3]` at the
+file's own size), `pid` (-1 junk, 0 distractor kept), `camid` (0-based), `filename` (relative to
+the raw folder). Records are stored in sorted-filename order (shuffling disabled), and the labels
+of every split are also kept in the dataset's metadata so that `split_labels` reads them without
+touching the images.
+
+Builder configs (the folder name under `tfds/<name>/`):
+  real market / duke: `default`; real msmt: `list_train+list_val` (default) or `list_train`
+  (arn_triplet_eval.md §4.3).
+  synthetic: `<size>_seed<seed>` (e.g. `tiny_seed0`, `small_seed0`), so sizes coexist.
+
+Synthetic raw trees: `raw/<name>/` is used when its SYNTHETIC.json names the requested size and
+seed, and written there when the folder is absent. When it holds another size/seed, the requested
+tree lives in its own folder `raw/<name>_<size>_seed<seed>/` (written on first use), so a tree of
+another size is never silently reused. A `raw/<name>/` without SYNTHETIC.json (an interrupted
+write) is refused with a message. Trees are written into a temporary sibling folder and renamed
+when complete.
+
+Failure handling: layout, file names and counts are checked before anything is written; every
+JPEG is decoded once while writing. Any failure raises ReidError naming the file, split or count.
+TFDS writes into `tfds/<name>/<config>/incomplete.XXXXXX_1.0.0/` and renames it to `1.0.0/` only
+on success, removing it on failure, so nothing half-built is ever taken as prepared (a killed
+process can leave an `incomplete.*` folder, which TFDS never reads).
+"""
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from reid_jax import paths
+from reid_jax.data import parsing
+from reid_jax.data import transforms
+from reid_jax.data.datasets import SPLITS, DatasetSpec, get_spec
+from reid_jax.errors import ReidError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow_datasets as tfds  # noqa: E402
+
+VERSION = "1.0.0"
+SYNTHETIC_MARKER = "SYNTHETIC.json"  # written last by reid_jax.data.synthetic.write_dataset
+_VERIFY_THREADS = 8
+
+_ARCHIVES = {
+    "market": "Market-1501-v15.09.15.zip (Market-1501)",
+    "duke": "DukeMTMC-reID.zip",
+    "msmt": "MSMT17_V1.tar.gz or MSMT17_V2 (MSMT17)",
+}
+
+
+@dataclasses.dataclass
+class ReidBuilderConfig(tfds.core.BuilderConfig):
+  """What selects one prepared variant of a dataset.
+
+  Attributes:
+    raw_root: the extracted raw folder the builder reads (not part of the identity of the data
+      for real sets; for synthetic ones fixed by size and seed).
+    size, seed: synthetic tree parameters (None / 0 for real datasets).
+    msmt_train: MSMT17 training lists (arn_triplet_eval.md §4.3).
+  """
+  raw_root: str = ""
+  size: str | None = None
+  seed: int = 0
+  msmt_train: str = "list_train+list_val"
+
+
+_MSMT_CONFIG = {"list_train+list_val": "list_train_val", "list_train": "list_train"}
+
+
+def config_name(spec: DatasetSpec, size: str | None = None, seed: int = 0,
+                msmt_train: str = "list_train+list_val") -> str:
+  """The builder config name (folder under `tfds/<name>/`)."""
+  if spec.layout == "msmt" and msmt_train not in _MSMT_CONFIG:
+    raise ReidError(f"msmt_train={msmt_train!r}: choose one of {', '.join(_MSMT_CONFIG)}")
+  if spec.synthetic:
+    name = f"{size}_seed{seed}"
+    if spec.layout == "msmt" and msmt_train != "list_train+list_val":
+      name += "_" + _MSMT_CONFIG[msmt_train]
+    return name
+  return _MSMT_CONFIG[msmt_train] if spec.layout == "msmt" else "default"
+
+
+class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Shared builder; subclasses fix `name` (one per dataset name)."""
+
+  VERSION = tfds.core.Version(VERSION)
+  RELEASE_NOTES = {str(VERSION): "Initial release."}
+
+  @property
+  def spec(self) -> DatasetSpec:
+    return get_spec(self.name)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=f"{self.name} person re-identification crops (design README §4).",
+        features=tfds.features.FeaturesDict({
+            # design README §9: path / encoded bytes + encoding_format='jpeg' needs no TensorFlow.
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "pid": np.int64,
+            "camid": np.int64,
+            "filename": tfds.features.Text(),
+        }),
+        disable_shuffling=True,  # record i = i-th file in sorted order = split_labels row i
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    config = self.builder_config
+    root = Path(config.raw_root)
+    records = {s: parsing.list_split(root, self.spec.layout, s, config.msmt_train) for s in SPLITS}
+    check_counts(self.spec, records, root)
+    self.info.metadata["labels"] = {
+        s: {"pid": [r.pid for r in rs], "camid": [r.camid for r in rs],
+            "filename": [r.filename for r in rs]} for s, rs in records.items()}
+    self.info.metadata["raw_root"] = str(root)
+    return {s: self._generate_examples(rs) for s, rs in records.items()}
+
+  def _generate_examples(self, records):
+    with concurrent.futures.ThreadPoolExecutor(_VERIFY_THREADS) as pool:
+      for record, data in zip(records, pool.map(_read_verified, records)):
+        yield record.filename, {"image": data, "pid": record.pid, "camid": record.camid,
+                                "filename": record.filename}
+
+
+def _read_verified(record: parsing.Record) -> bytes:
+  """The file's bytes after checking that they decode fully as an RGB-convertible image."""
+  try:
+    data = record.path.read_bytes()
+  except FileNotFoundError:
+    raise ReidError(f"{record.path}: listed but missing; restore it from the original archive") from None
+  try:
+    with Image.open(record.path) as img:
+      img.load()  # full decode: truncated files fail here, not at training time
+      if img.format != "JPEG":
+        raise ValueError(f"{img.format} data in a .jpg file")
+  except Exception as e:  # PIL raises several unrelated types
+    raise ReidError(f"corrupt image {record.path}: {e}; replace it with the original file from "
+                    "the archive and rerun") from None
+  return data
+
+
+def _counts(records: list[parsing.Record]) -> tuple[int, int]:
+  return len({r.pid for r in records}), len(records)
+
+
+def check_counts(spec: DatasetSpec, records: dict, root: Path) -> None:
+  """Real datasets: ids and images per split equal arn_triplet_eval.md §4.4 (`spec.expected`).
+
+  Synthetic ones: equal the counts their SYNTHETIC.json reports, when it reports any.
+  """
+  if spec.expected is not None:
+    expected = {s: (c.ids, c.images) for s, c in spec.expected.items()}
+    source = "arn_triplet_eval.md §4.4"
+  else:
+    expected = _synthetic_expected(root)
+    source = f"{root / SYNTHETIC_MARKER}"
+  for split, rs in records.items():
+    if split not in expected:
+      continue
+    ids, images = _counts(rs)
+    want_ids, want_images = expected[split]
+    if images != want_images or (want_ids is not None and ids != want_ids):
+      raise ReidError(
+          f"{spec.name} {split}: found {images} images of {ids} ids in {root}, expected "
+          f"{want_images} images of {want_ids} ids ({source}); the extracted archive is "
+          "incomplete or modified: extract it again")
+
+
+def _synthetic_expected(root: Path) -> dict:
+  """{split: (ids or None, images)} from SYNTHETIC.json's 'counts', in whichever shape it has."""
+  marker = root / SYNTHETIC_MARKER
+  if not marker.is_file():
+    return {}
+  counts = json.loads(marker.read_text()).get("counts") or {}
+  out = {}
+  for split in SPLITS:
+    c = counts.get(split)
+    if isinstance(c, int):
+      out[split] = (None, c)
+    elif isinstance(c, dict) and "images" in c:
+      out[split] = (c.get("ids"), c["images"])
+  return out
+
+
+class _QuietTfdsNotices(logging.Filter):
+  """Drops TFDS notices that every custom-config builder triggers and that mean nothing here."""
+
+  _NOISE = ("Using custom data configuration", "has no dataset_info.json")
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(n in message for n in self._NOISE)
+
+
+logging.getLogger("absl").addFilter(_QuietTfdsNotices())
+
+_BUILDERS = {
+    name: type(f"Reid_{name}", (_ReidBuilder,), {"name": name}, skip_registration=True)
+    for name in ("market", "duke", "msmt", "synth_market", "synth_duke", "synth_msmt")
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw folders.
+
+
+def missing_dataset_message(spec: DatasetSpec, root: Path) -> str:
+  return (f"dataset {spec.name} not found: extract {_ARCHIVES[spec.name]} so that {root} holds "
+          f"{parsing.required_layout(spec.layout)} (the project never downloads real datasets)")
+
+
+def _read_marker(root: Path) -> dict | None:
+  marker = root / SYNTHETIC_MARKER
+  if not marker.is_file():
+    return None
+  return json.loads(marker.read_text())
+
+
+def synthetic_raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0,
+                       create: bool = True) -> Path:
+  """The raw folder of a synthetic tree of (size, seed), written there first when `create`."""
+  primary = paths.raw_dir(data_dir, dataset)
+  marker = _read_marker(primary)
+  if marker is not None and marker.get("size") == size and int(marker.get("seed", 0)) == seed:
+    return primary
+  if primary.exists() and marker is None:
+    raise ReidError(f"{primary} holds no {SYNTHETIC_MARKER}: an interrupted synthetic write? "
+                    "Delete the folder and rerun to regenerate it")
+  root = primary if not primary.exists() else primary.with_name(f"{dataset}_{size}_seed{seed}")
+  if root != primary:
+    marker = _read_marker(root)
+    if root.exists() and (marker is None or marker.get("size") != size
+                          or int(marker.get("seed", 0)) != seed):
+      raise ReidError(f"{root} does not hold a complete {dataset} tree of size {size}, seed "
+                      f"{seed} ({SYNTHETIC_MARKER} missing or different): delete it and rerun")
+  if not root.exists() and create:
+    _write_synthetic(dataset, root, size, seed)
+  return root
+
+
+def _write_synthetic(dataset: str, root: Path, size: str, seed: int) -> None:
+  from reid_jax.data import synthetic  # engineer A's writer; imported only when needed
+
+  root.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".incomplete_{root.name}_", dir=root.parent))
+  try:
+    synthetic.write_dataset(dataset, tmp, size=size, seed=seed)
+    tmp.rename(root)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp)
+
+
+def raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0) -> Path:
+  """The extracted folder a dataset is built from (synthetic: written on first use)."""
+  spec = get_spec(dataset)
+  if spec.synthetic:
+    return synthetic_raw_root(dataset, data_dir, size, seed)
+  root = paths.raw_dir(data_dir, dataset)
+  if not root.is_dir() or not any(root.iterdir()):
+    raise ReidError(missing_dataset_message(spec, root))
+  return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Public readers.
+
+
+def builder(dataset: str, data_dir=None, size: str = "tiny", seed: int = 0,
+            msmt_train: str = "list_train+list_val", prepare: bool = True):
+  """The TFDS builder of a dataset variant, prepared first unless `prepare=False`."""
+  spec = get_spec(dataset)
+  data_dir = paths.default_data_dir() if data_dir is None else Path(data_dir)
+  name = config_name(spec, size, seed, msmt_train)
+  probe = _BUILDERS[dataset](
+      data_dir=os.fspath(paths.tfds_dir(data_dir)),
+      config=ReidBuilderConfig(name=name, size=size if spec.synthetic else None,
+                               seed=seed if spec.synthetic else 0, msmt_train=msmt_train))
+  if probe.is_prepared() or not prepare:
+    return probe
+  # Locate (or write) the raw tree only when a build is needed.
+  root = raw_root(dataset, data_dir, size, seed)
+  b = _BUILDERS[dataset](
+      data_dir=os.fspath(paths.tfds_dir(data_dir)),
+      config=ReidBuilderConfig(name=name, raw_root=str(root), size=probe.builder_config.size,
+                               seed=probe.builder_config.seed, msmt_train=msmt_train))
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(root)))
+  return _BUILDERS[dataset](data_dir=os.fspath(paths.tfds_dir(data_dir)), config=probe.builder_config)
+
+
+class ReidSource(Sequence):
+  """Random-access records of one split: `{'image': uint8 [H, W, 3], 'pid', 'camid', 'filename'}`.
+
+  `encoded(i)` gives the JPEG bytes instead of the decoded image (for decoding in worker
+  threads); `labels` holds the split's numpy `pid`, `camid`, `filename` arrays.
+  """
+
+  def __init__(self, data_source, labels: dict, dataset: str, split: str):
+    self._source = data_source
+    self.labels = labels
+    self.dataset = dataset
+    self.split = split
+    if len(data_source) != len(labels["pid"]):
+      raise ReidError(f"{dataset} {split}: {len(data_source)} records but {len(labels['pid'])} "
+                      "labels in the prepared dataset; delete its folder under tfds/ and rerun")
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def encoded(self, index: int) -> bytes:
+    return self._source[int(index)]["image"]
+
+  def encoded_many(self, indices) -> list[bytes]:
+    return [r["image"] for r in self._source.__getitems__([int(i) for i in indices])]
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return [self[i] for i in range(*index.indices(len(self)))]
+    index = int(index)
+    if index < 0:
+      index += len(self)
+    record = self._source[index]
+    return {"image": transforms.decode(record["image"], self.labels["filename"][index]),
+            "pid": int(record["pid"]), "camid": int(record["camid"]),
+            "filename": record["filename"].decode() if isinstance(record["filename"], bytes)
+            else str(record["filename"])}
+
+
+def _labels_from_builder(b, split: str) -> dict:
+  labels = b.info.metadata["labels"][split]
+  return {"pid": np.asarray(labels["pid"], np.int64),
+          "camid": np.asarray(labels["camid"], np.int64),
+          "filename": np.asarray(labels["filename"], dtype=object)}
+
+
+def _check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise ReidError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def load_split(dataset: str, split: str, data_dir=None, size: str = "tiny", seed: int = 0,
+               msmt_train: str = "list_train+list_val") -> ReidSource:
+  """Random-access source of one split (prepared on first use; synthetic trees written first).
+
+  Args:
+    dataset: one of the six names (`reid_jax.data.datasets.DATASETS`).
+    split: 'train' | 'query' | 'gallery'.
+    data_dir: the data root (default `$REID_JAX_DATA` or `~/reid_jax_data`).
+    size, seed: synthetic tree parameters (ignored for real datasets).
+    msmt_train: MSMT17 training lists, 'list_train+list_val' (default) or 'list_train'.
+  """
+  _check_split(split)
+  b = builder(dataset, data_dir, size, seed, msmt_train)
+  source = b.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  return ReidSource(source, _labels_from_builder(b, split), dataset, split)
+
+
+def split_labels(dataset: str, split: str, data_dir=None, size: str = "tiny", seed: int = 0,
+                 msmt_train: str = "list_train+list_val") -> dict:
+  """`{'pid': int64 [N], 'camid': int64 [N], 'filename': object [N]}` without reading images.
+
+  Row i describes record i of `load_split(...)`.
+  """
+  _check_split(split)
+  return _labels_from_builder(builder(dataset, data_dir, size, seed, msmt_train), split)
