@@ -1,15 +1,27 @@
 """Convolutions with PyTorch's padding semantics, shared by the ResNet, the heads and StarGAN.
 
 Every convolution of the project goes through `conv2d` / `conv_transpose2d` so that one place
-decides how it is computed: the native XLA convolution on GPU/TPU, and (issue "training speed") a
-formulation whose forward and gradients run at matmul speed on the CPU backend.
+decides how it is computed: the native XLA convolution on GPU/TPU, and on the CPU backend a
+formulation whose forward and gradients run at matmul speed (issue "training speed").
 
 Layouts: activations NHWC; kernels HWIO `[kh, kw, in/groups, out]`. Padding is explicit and
 symmetric, as PyTorch's `padding=p` (XLA's 'SAME' pads stride-2 convolutions asymmetrically, which
 would break imported weights).
+
+`impl` (every function and module takes it):
+  'xla': `lax.conv_general_dilated` and JAX's own gradients of it.
+  'matmul': no convolution op at all. 1x1 convolutions (forward, input gradient, weight gradient)
+    are `dot_general`s on the (strided) subsampled input; kxk ones are im2col matmuls: forward
+    `patches @ kernel`, input gradient `g @ kernel^T` then col2im (overlap-add of the kh*kw taps),
+    weight gradient `g^T @ patches`, all blocked over the batch.
+  'auto' (default): on the CPU backend, per operation the faster of the two as measured on ResNet-50
+    and StarGAN layer shapes (benchmarks/conv_layers.py); elsewhere 'xla'. Decided at trace time
+    from `jax.default_backend()`.
+Grouped convolutions always use 'xla' (no model of the project uses them).
 """
 
-from typing import Any, Callable, Sequence
+import functools
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -17,25 +29,258 @@ import jax.numpy as jnp
 from jax import lax
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+IMPLS = ("auto", "xla", "matmul")
+
+# Upper bound on the im2col / col2im buffer of one block: the batch is cut into blocks of whole
+# images so that a block's patch matrix `[b * Ho * Wo, kh * kw * C]` stays under this size (one image
+# per block when a single image is larger). Extra memory of a kxk convolution is therefore
+# max(_BLOCK_BYTES, one image's patches) per operation, instead of kh*kw times the activation.
+# Blocks of a few MiB also stay in cache between the copy that builds them and the matmul.
+_BLOCK_BYTES = 8 * 2**20
 
 
 def _pair(value) -> tuple[int, int]:
   return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def conv2d(x, kernel, *, strides=1, padding=0, dilation=1, groups=1):
+class _Geometry(NamedTuple):
+  """A convolution's static shape parameters (hashable: a `custom_vjp` nondiff argument)."""
+  kernel: tuple[int, int]
+  strides: tuple[int, int]
+  padding: tuple[int, int]
+  dilation: tuple[int, int]
+
+  @property
+  def pointwise(self) -> bool:
+    return self.kernel == (1, 1)
+
+  def out_size(self, size: tuple[int, int]) -> tuple[int, int]:
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+                 zip(size, self.kernel, self.strides, self.padding, self.dilation))
+
+
+class _Plan(NamedTuple):
+  """How each of the three products is computed: 'xla' or 'matmul'."""
+  forward: str
+  input_grad: str
+  weight_grad: str
+
+
+# ---------------------------------------------------------------------------------------------
+# XLA formulations (JAX's own convolution and its transposes).
+
+
+def _forward_xla(x, kernel, geo: _Geometry):
+  (ph, pw) = geo.padding
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=geo.strides, padding=((ph, ph), (pw, pw)),
+      rhs_dilation=geo.dilation, dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _input_grad_xla(g, kernel, geo: _Geometry, in_shape):
+  x_spec = jax.ShapeDtypeStruct(in_shape, g.dtype)
+  transpose = jax.linear_transpose(lambda x: _forward_xla(x, kernel, geo), x_spec)
+  return transpose(g)[0]
+
+
+def _weight_grad_xla(x, g, geo: _Geometry, kernel_shape):
+  kernel_spec = jax.ShapeDtypeStruct(kernel_shape, g.dtype)
+  transpose = jax.linear_transpose(lambda kernel: _forward_xla(x, kernel, geo), kernel_spec)
+  return transpose(g)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Matmul formulations.
+
+
+def _batch_blocks(batch: int, bytes_per_image: int) -> int:
+  """Largest divisor of `batch` whose block of patches fits `_BLOCK_BYTES` (at least 1)."""
+  limit = max(1, _BLOCK_BYTES // max(1, bytes_per_image))
+  return max(d for d in range(1, batch + 1) if batch % d == 0 and d <= limit)
+
+
+def _map_blocks(fn, block: int, *arrays):
+  """`fn` over batch blocks of `arrays` (leading axis), results concatenated on the batch axis."""
+  batch = arrays[0].shape[0]
+  if block == batch:
+    return fn(*arrays)
+  blocked = [a.reshape(batch // block, block, *a.shape[1:]) for a in arrays]
+  out = lax.map(lambda args: fn(*args), blocked)
+  return out.reshape(batch, *out.shape[2:])
+
+
+def _sum_blocks(fn, block: int, *arrays):
+  """Sum of `fn` over batch blocks of `arrays`, accumulated in a loop carry."""
+  batch = arrays[0].shape[0]
+  if block == batch:
+    return fn(*arrays)
+  blocked = [a.reshape(batch // block, block, *a.shape[1:]) for a in arrays]
+  init = jax.eval_shape(fn, *[a[0] for a in blocked])
+  step = lambda total, args: (total + fn(*args), None)
+  return lax.scan(step, jnp.zeros(init.shape, init.dtype), blocked)[0]
+
+
+def _subsample(x, geo: _Geometry, out_hw):
+  """The input pixels a 1x1 convolution reads: `[B, H, W, C] -> [B, Ho, Wo, C]`."""
+  (ph, pw), (sh, sw) = geo.padding, geo.strides
+  if ph or pw:
+    x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+  ho, wo = out_hw
+  return lax.slice(x, (0, 0, 0, 0), (x.shape[0], (ho - 1) * sh + 1, (wo - 1) * sw + 1, x.shape[3]),
+                   (1, sh, sw, 1))
+
+
+def _unsubsample(dxs, geo: _Geometry, in_hw):
+  """Transpose of `_subsample`: scatter `[B, Ho, Wo, C]` back to `[B, H, W, C]` (zeros elsewhere)."""
+  config = [(0, 0, 0)]
+  for n, no, s, p in zip(in_hw, dxs.shape[1:3], geo.strides, geo.padding):
+    config.append((-p, n + p - (no - 1) * s - 1, s - 1))  # negative edges crop the padding
+  config.append((0, 0, 0))
+  return lax.pad(dxs, jnp.zeros((), dxs.dtype), config)
+
+
+def _patches(x, geo: _Geometry, out_hw):
+  """im2col: `[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]`, taps in HWIO kernel order."""
+  (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.strides, geo.dilation
+  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+  ho, wo = out_hw
+  taps = []
+  for i in range(geo.kernel[0]):
+    for j in range(geo.kernel[1]):
+      start = (0, i * dh, j * dw, 0)
+      limit = (x.shape[0], i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, x.shape[3])
+      taps.append(lax.slice(xp, start, limit, (1, sh, sw, 1)))
+  return jnp.concatenate(taps, axis=-1)
+
+
+def _col2im(cols, geo: _Geometry, in_hw):
+  """Transpose of `_patches`: `[B, Ho, Wo, kh*kw*C] -> [B, H, W, C]`, overlapping taps summed."""
+  kh, kw = geo.kernel
+  channels = cols.shape[-1] // (kh * kw)
+  cols = cols.reshape(*cols.shape[:3], kh * kw, channels)
+  total = None
+  for i in range(kh):
+    for j in range(kw):
+      config = [(0, 0, 0)]
+      for n, no, s, p, d, k in zip(in_hw, cols.shape[1:3], geo.strides, geo.padding, geo.dilation,
+                                   (i, j)):
+        low = k * d - p
+        config.append((low, n - low - (no - 1) * s - 1, s - 1))
+      config.append((0, 0, 0))
+      tap = lax.pad(cols[:, :, :, i * kw + j], jnp.zeros((), cols.dtype), config)
+      total = tap if total is None else total + tap
+  return total
+
+
+def _forward_matmul(x, kernel, geo: _Geometry):
+  out_hw = geo.out_size(x.shape[1:3])
+  if geo.pointwise:
+    return jnp.einsum("bhwc,co->bhwo", _subsample(x, geo, out_hw), kernel[0, 0])
+  kernel_2d = kernel.reshape(-1, kernel.shape[-1])
+  per_image = out_hw[0] * out_hw[1] * kernel_2d.shape[0] * x.dtype.itemsize
+  block = _batch_blocks(x.shape[0], per_image)
+  return _map_blocks(lambda xb: _patches(xb, geo, out_hw) @ kernel_2d, block, x)
+
+
+def _input_grad_matmul(g, kernel, geo: _Geometry, in_shape):
+  in_hw = in_shape[1:3]
+  if geo.pointwise:
+    return _unsubsample(jnp.einsum("bhwo,co->bhwc", g, kernel[0, 0]), geo, in_hw)
+  kernel_2d = kernel.reshape(-1, kernel.shape[-1])
+  per_image = g.shape[1] * g.shape[2] * kernel_2d.shape[0] * g.dtype.itemsize
+  block = _batch_blocks(g.shape[0], per_image)
+  return _map_blocks(lambda gb: _col2im(gb @ kernel_2d.T, geo, in_hw), block, g)
+
+
+def _weight_grad_matmul(x, g, geo: _Geometry, kernel_shape):
+  # g^T @ patches (output channels as the matmul's rows) ran faster than patches^T @ g here.
+  out_hw = g.shape[1:3]
+  if geo.pointwise:
+    grad = jnp.einsum("bhwo,bhwc->oc", g, _subsample(x, geo, out_hw))
+    return grad.T.reshape(kernel_shape)
+  per_image = out_hw[0] * out_hw[1] * kernel_shape[0] * kernel_shape[1] * x.shape[3] * x.dtype.itemsize
+  block = _batch_blocks(x.shape[0], per_image)
+  grad = _sum_blocks(
+      lambda xb, gb: jnp.einsum("bhwo,bhwk->ok", gb, _patches(xb, geo, out_hw)), block, x, g)
+  return grad.T.reshape(kernel_shape)
+
+
+_FORWARD = {"xla": _forward_xla, "matmul": _forward_matmul}
+_INPUT_GRAD = {"xla": _input_grad_xla, "matmul": _input_grad_matmul}
+_WEIGHT_GRAD = {"xla": _weight_grad_xla, "matmul": _weight_grad_matmul}
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, kernel, geo: _Geometry, plan: _Plan):
+  return _FORWARD[plan.forward](x, kernel, geo)
+
+
+def _conv_fwd(x, kernel, geo, plan):
+  return _conv(x, kernel, geo, plan), (x, kernel)
+
+
+def _conv_bwd(geo, plan, residuals, g):
+  x, kernel = residuals
+  return (_INPUT_GRAD[plan.input_grad](g, kernel, geo, x.shape),
+          _WEIGHT_GRAD[plan.weight_grad](x, g, geo, kernel.shape))
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose(x, kernel, geo: _Geometry, plan: _Plan, out_shape):
+  """The input gradient of `_conv` (kernel `[kh, kw, out, in]` of that convolution) as a function."""
+  return _INPUT_GRAD[plan.input_grad](x, kernel, geo, out_shape)
+
+
+def _conv_transpose_fwd(x, kernel, geo, plan, out_shape):
+  return _conv_transpose(x, kernel, geo, plan, out_shape), (x, kernel)
+
+
+def _conv_transpose_bwd(geo, plan, out_shape, residuals, g):
+  # Roles swap: the cotangent g is the convolution's input, x its output gradient.
+  x, kernel = residuals
+  return (_FORWARD[plan.forward](g, kernel, geo),
+          _WEIGHT_GRAD[plan.weight_grad](g, x, geo, kernel.shape))
+
+
+_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def _auto_plan(geo: _Geometry) -> _Plan:
+  """Per-operation choice on the CPU backend (benchmarks/conv_layers.py, conv.py module docstring)."""
+  if geo.pointwise:
+    return _Plan("matmul", "matmul", "matmul")
+  input_grad = "xla" if geo.strides == (1, 1) else "matmul"
+  return _Plan("xla", input_grad, "matmul")
+
+
+def _plan(impl: str, geo: _Geometry) -> _Plan | None:
+  """None means plain `lax.conv_general_dilated` with JAX's own autodiff."""
+  if impl not in IMPLS:
+    raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
+  if impl == "auto":
+    return _auto_plan(geo) if jax.default_backend() == "cpu" else None
+  return None if impl == "xla" else _Plan("matmul", "matmul", "matmul")
+
+
+def conv2d(x, kernel, *, strides=1, padding=0, dilation=1, groups=1, impl="auto"):
   """PyTorch `Conv2d` maths on NHWC: x `[B, H, W, Cin]`, kernel `[kh, kw, Cin/groups, Cout]`.
 
-  `padding` is an int or (ph, pw), applied symmetrically like PyTorch.
+  `padding` is an int or (ph, pw), applied symmetrically like PyTorch. `impl`: see module docstring.
   """
-  ph, pw = _pair(padding)
-  return lax.conv_general_dilated(
-      x, kernel, window_strides=_pair(strides), padding=((ph, ph), (pw, pw)),
-      rhs_dilation=_pair(dilation), dimension_numbers=_DIMENSION_NUMBERS,
-      feature_group_count=groups)
+  geo = _Geometry(tuple(kernel.shape[:2]), _pair(strides), _pair(padding), _pair(dilation))
+  plan = _plan(impl, geo)
+  if plan is None or groups != 1:
+    (ph, pw) = geo.padding
+    return lax.conv_general_dilated(
+        x, kernel, window_strides=geo.strides, padding=((ph, ph), (pw, pw)),
+        rhs_dilation=geo.dilation, dimension_numbers=_DIMENSION_NUMBERS, feature_group_count=groups)
+  return _conv(x, kernel, geo, plan)
 
 
-def conv_transpose2d(x, kernel, *, strides=1, padding=0, output_padding=0):
+def conv_transpose2d(x, kernel, *, strides=1, padding=0, output_padding=0, impl="auto"):
   """PyTorch `ConvTranspose2d` maths on NHWC.
 
   kernel `[kh, kw, Cin, Cout]` is PyTorch's weight `[Cin, Cout, kh, kw]` transposed by (2, 3, 0, 1):
@@ -44,11 +289,19 @@ def conv_transpose2d(x, kernel, *, strides=1, padding=0, output_padding=0):
   """
   kh, kw = kernel.shape[:2]
   (sh, sw), (ph, pw), (oph, opw) = _pair(strides), _pair(padding), _pair(output_padding)
-  flipped = kernel[::-1, ::-1]  # scatter with kernel == gather with the flipped kernel
-  return lax.conv_general_dilated(
-      x, flipped, window_strides=(1, 1),
-      padding=((kh - 1 - ph, kh - 1 - ph + oph), (kw - 1 - pw, kw - 1 - pw + opw)),
-      lhs_dilation=(sh, sw), dimension_numbers=_DIMENSION_NUMBERS)
+  geo = _Geometry((kh, kw), (sh, sw), (ph, pw), (1, 1))
+  plan = _plan(impl, geo)
+  if plan is None:
+    flipped = kernel[::-1, ::-1]  # scatter with kernel == gather with the flipped kernel
+    return lax.conv_general_dilated(
+        x, flipped, window_strides=(1, 1),
+        padding=((kh - 1 - ph, kh - 1 - ph + oph), (kw - 1 - pw, kw - 1 - pw + opw)),
+        lhs_dilation=(sh, sw), dimension_numbers=_DIMENSION_NUMBERS)
+  # The transposed convolution is the input gradient of the convolution from its output space
+  # (Cout channels) back to x's (Cin channels), whose HWIO kernel is `kernel` with I/O swapped.
+  out_shape = (x.shape[0], (x.shape[1] - 1) * sh - 2 * ph + kh + oph,
+               (x.shape[2] - 1) * sw - 2 * pw + kw + opw, kernel.shape[3])
+  return _conv_transpose(x, kernel.transpose(0, 1, 3, 2), geo, plan, out_shape)
 
 
 Initializer = Callable[..., Any]
@@ -67,6 +320,7 @@ class Conv(nn.Module):
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
   dtype: Any = None  # computation dtype (e.g. jnp.bfloat16); params stay float32
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
@@ -74,7 +328,7 @@ class Conv(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1] // self.groups, self.features))
     dtype = self.dtype or x.dtype
     y = conv2d(x.astype(dtype), kernel.astype(dtype), strides=self.strides, padding=self.padding,
-               dilation=self.dilation, groups=self.groups)
+               dilation=self.dilation, groups=self.groups, impl=self.impl)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,)).astype(dtype)
     return y
@@ -92,6 +346,7 @@ class ConvTranspose(nn.Module):
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
   dtype: Any = None
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
@@ -99,7 +354,7 @@ class ConvTranspose(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
     dtype = self.dtype or x.dtype
     y = conv_transpose2d(x.astype(dtype), kernel.astype(dtype), strides=self.strides,
-                         padding=self.padding, output_padding=self.output_padding)
+                         padding=self.padding, output_padding=self.output_padding, impl=self.impl)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,)).astype(dtype)
     return y
