@@ -1,0 +1,213 @@
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), arn_triplet_eval.md §3.6.
+
+Same algorithm as torchreid's `re_ranking` (the Python port of the authors' code), vectorised with
+numpy instead of per-image Python loops. Inputs are **plain Euclidean** distances; step 1 squares
+them exactly once (torchreid feeds its already-squared matrix and so works on the 4th power).
+
+Memory is O(N^2) for N = Nq + Ng images: one dense N x N float32 matrix (the normalised squared
+distances), plus the caller's three input blocks (another N^2 floats together). The k-reciprocal
+encodings V are kept sparse (a few hundred entries per row). Market (N = 19,281) needs ~3 GB;
+MSMT17 (N = 93,820) ~70 GB, so `check_memory` refuses it on ordinary machines.
+
+Differences from torchreid: V is float64 (torchreid: float16); near-neighbour lists come from a
+partial sort ordered by (distance, index), i.e. a stable sort except for exact ties at the k-th
+neighbour; the Jaccard term is computed for gallery columns only (the only ones kept).
+"""
+
+import os
+
+import numpy as np
+
+from reid_jax.errors import ReidError
+
+_ROW_BLOCK = 1024
+
+
+def _available_bytes():
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return 16 << 30
+
+
+def memory_estimate(num_images: int) -> int:
+  """Bytes re-ranking N images needs: the input blocks plus the normalised N x N matrix."""
+  return 2 * 4 * num_images * num_images
+
+
+def check_memory(num_query: int, num_gallery: int, max_bytes: int | None = None):
+  """Raises ReidError when re-ranking Nq + Ng images would not fit (default: 60% of RAM)."""
+  num_images = num_query + num_gallery
+  limit = int(0.6 * _available_bytes()) if max_bytes is None else max_bytes
+  need = memory_estimate(num_images)
+  if need > limit:
+    raise ReidError(
+        f"re-ranking {num_query} queries + {num_gallery} gallery images needs about "
+        f"{need / 2**30:.1f} GiB for the dense {num_images} x {num_images} distance matrices "
+        f"(arn_triplet_eval.md §3.6) but the limit is {limit / 2**30:.1f} GiB; evaluate without "
+        "re-ranking (rerank=False) or on a subset")
+
+
+def _nearest(dist, count):
+  """`[N, count]` int32: each row's `count` nearest columns ordered by (distance, index)."""
+  num_rows, num_cols = dist.shape
+  count = min(count, num_cols)
+  out = np.empty((num_rows, count), np.int32)
+  for start in range(0, num_rows, _ROW_BLOCK):
+    block = dist[start:start + _ROW_BLOCK]
+    if count < num_cols:
+      candidates = np.argpartition(block, count - 1, axis=1)[:, :count]
+    else:
+      candidates = np.broadcast_to(np.arange(num_cols), block.shape)
+    values = np.take_along_axis(block, candidates, axis=1)
+    # lexsort: last key is primary -> by distance, ties by column index (stable-sort order).
+    order = np.lexsort((candidates, values), axis=1)
+    out[start:start + block.shape[0]] = np.take_along_axis(candidates, order, axis=1)
+  return out
+
+
+def _reciprocal(neighbours):
+  """`[N, k+1]` bool: is row i in the (k+1)-list of its t-th neighbour (the k-reciprocal test)."""
+  rows = np.arange(neighbours.shape[0], dtype=np.int32)[:, None, None]
+  out = np.empty(neighbours.shape, bool)
+  for start in range(0, neighbours.shape[0], _ROW_BLOCK):
+    stop = start + _ROW_BLOCK
+    out[start:stop] = (neighbours[neighbours[start:stop]] == rows[start:stop]).any(axis=-1)
+  return out
+
+
+def _expansion_sets(neighbours_k1, reciprocal_k1, neighbours_half, reciprocal_half):
+  """Padded R*(i) (§3.6 step 3): `[N, S]` int32 indices, -1 where empty, deduplicated per row."""
+  num_images = neighbours_k1.shape[0]
+  pieces = []
+  for start in range(0, num_images, _ROW_BLOCK):
+    stop = min(start + _ROW_BLOCK, num_images)
+    forward = neighbours_k1[start:stop]  # [b, k1+1]
+    in_set = reciprocal_k1[start:stop]  # R(i, k1) membership of each forward entry
+    candidate_members = neighbours_half[forward]  # [b, k1+1, half+1]
+    candidate_in_set = reciprocal_half[forward]  # R(c, half) membership
+    # For each member m of R(c, half): m in R(i, k1)?
+    member_in_r = ((candidate_members[..., None] == forward[:, None, None, :])
+                   & in_set[:, None, None, :]).any(axis=-1)
+    overlap = (member_in_r & candidate_in_set).sum(axis=-1)
+    size = candidate_in_set.sum(axis=-1)
+    accepted = in_set & (overlap > 2.0 / 3.0 * size)
+    expansion = np.where(accepted[..., None] & candidate_in_set, candidate_members, num_images)
+    merged = np.concatenate([np.where(in_set, forward, num_images),
+                             expansion.reshape(stop - start, -1)], axis=1)
+    merged.sort(axis=1)
+    duplicate = np.zeros_like(merged, dtype=bool)
+    duplicate[:, 1:] = merged[:, 1:] == merged[:, :-1]
+    merged[duplicate | (merged == num_images)] = -1
+    pieces.append(merged)
+  return np.concatenate(pieces, axis=0)
+
+
+def _csr_from_padded(columns, values):
+  """CSR (indptr, indices, data) of a row-padded matrix (column -1 = absent)."""
+  present = columns >= 0
+  indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int64)
+  return indptr, columns[present].astype(np.int64), values[present]
+
+
+def _gather_rows(indptr, indices, data, source_rows):
+  """Entries of CSR rows `source_rows` laid end to end, with the position they came from."""
+  lengths = indptr[source_rows + 1] - indptr[source_rows]
+  total = int(lengths.sum())
+  offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+  entry = np.arange(total) - offsets + np.repeat(indptr[source_rows], lengths)
+  return np.repeat(np.arange(len(source_rows)), lengths), indices[entry], data[entry]
+
+
+def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6,
+               lambda_value: float = 0.3, max_bytes: int | None = None):
+  """Re-ranked query-gallery distances `[Nq, Ng]` float32 (arn_triplet_eval.md §3.6).
+
+  Args:
+    q_g_dist `[Nq, Ng]`, q_q_dist `[Nq, Nq]`, g_g_dist `[Ng, Ng]`: plain Euclidean distances.
+    k1, k2, lambda_value: 20, 6, 0.3 as in the paper and torchreid.
+    max_bytes: memory limit for `check_memory` (default 60% of RAM).
+
+  lambda_value = 1 returns the normalised squared distance of step 1; 0 the Jaccard distance.
+  """
+  q_g_dist = np.asarray(q_g_dist, np.float32)
+  num_query, num_gallery = q_g_dist.shape
+  if np.shape(q_q_dist) != (num_query, num_query) or np.shape(g_g_dist) != (num_gallery,
+                                                                             num_gallery):
+    raise ValueError(f"distance blocks do not fit: q_g {q_g_dist.shape}, q_q "
+                     f"{np.shape(q_q_dist)}, g_g {np.shape(g_g_dist)}")
+  check_memory(num_query, num_gallery, max_bytes)
+  num_images = num_query + num_gallery
+
+  # Step 1: squared distances, each column divided by its maximum, transposed. `dist` holds the
+  # transpose directly: row i = column i of the original matrix, divided by that column's max.
+  dist = np.empty((num_images, num_images), np.float32)
+  dist[:num_query, :num_query] = np.asarray(q_q_dist, np.float32).T
+  dist[:num_query, num_query:] = q_g_dist
+  dist[num_query:, :num_query] = q_g_dist.T
+  dist[num_query:, num_query:] = np.asarray(g_g_dist, np.float32).T
+  np.square(dist, out=dist)
+  dist /= np.maximum(dist.max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+
+  half = int(np.around(k1 / 2.0))
+  neighbours = _nearest(dist, max(k1 + 1, k2))
+  neighbours_k1 = neighbours[:, :k1 + 1]
+  neighbours_half = neighbours[:, :half + 1]
+  # Steps 2-3: k-reciprocal sets and their expansion.
+  expansion = _expansion_sets(neighbours_k1, _reciprocal(neighbours_k1), neighbours_half,
+                              _reciprocal(neighbours_half))
+  # Step 4: V[i, j] = exp(-d[i, j]) normalised over R*(i).
+  weights = np.exp(-np.take_along_axis(dist, np.maximum(expansion, 0), axis=1).astype(np.float64))
+  weights = np.where(expansion >= 0, weights, 0.0)
+  weights /= weights.sum(axis=1, keepdims=True)
+  indptr, indices, data = _csr_from_padded(expansion, weights)
+
+  # Step 5: local query expansion, V[i] <- mean of V over the first k2 entries of R0[i].
+  if k2 > 1:
+    source_rows = neighbours[:, :k2].reshape(-1)
+    position, columns, values = _gather_rows(indptr, indices, data, source_rows)
+    rows = position // k2
+    key = rows * num_images + columns
+    unique_key, inverse = np.unique(key, return_inverse=True)
+    summed = np.bincount(inverse, weights=values) / k2
+    rows, indices, data = unique_key // num_images, unique_key % num_images, summed
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=num_images))])
+
+  # Step 6: Jaccard distance, queries x gallery, through the gallery rows' inverted index.
+  row_of_entry = np.repeat(np.arange(num_images), np.diff(indptr))
+  gallery_entry = row_of_entry >= num_query
+  column_order = np.argsort(indices[gallery_entry], kind="stable")
+  inv_rows = row_of_entry[gallery_entry][column_order] - num_query
+  inv_values = data[gallery_entry][column_order]
+  inv_indptr = np.concatenate(
+      [[0], np.cumsum(np.bincount(indices[gallery_entry], minlength=num_images))])
+
+  final = np.empty((num_query, num_gallery), np.float32)
+  query_block = max(1, min(num_query, (1 << 24) // max(num_gallery, 1)))
+  for start in range(0, num_query, query_block):
+    stop = min(start + query_block, num_query)
+    local_rows, columns, query_values = _gather_rows(indptr, indices, data,
+                                                     np.arange(start, stop))
+    pair_entry, gallery_rows, gallery_values = _gather_rows(inv_indptr, inv_rows, inv_values,
+                                                            columns)
+    minimum = np.minimum(query_values[pair_entry], gallery_values)
+    flat = local_rows[pair_entry] * num_gallery + gallery_rows
+    overlap = np.bincount(flat, weights=minimum, minlength=(stop - start) * num_gallery)
+    overlap = overlap.reshape(stop - start, num_gallery)
+    jaccard = 1.0 - overlap / (2.0 - overlap)
+    # Step 7.
+    final[start:stop] = ((1.0 - lambda_value) * jaccard
+                         + lambda_value * dist[start:stop, num_query:])
+  return final
+
+
+def re_ranking_features(qf, gf, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+                        max_bytes: int | None = None):
+  """`re_ranking` from features qf `[Nq, D]`, gf `[Ng, D]` (Euclidean distances computed here)."""
+  from reid_jax.evaluation import distances  # pylint: disable=g-import-not-at-top
+
+  check_memory(np.shape(qf)[0], np.shape(gf)[0], max_bytes)
+  q_g = distances.compute_distance_matrix(qf, gf, "euclidean")
+  q_q = distances.compute_distance_matrix(qf, qf, "euclidean")
+  g_g = distances.compute_distance_matrix(gf, gf, "euclidean")
+  return re_ranking(q_g, q_q, g_g, k1, k2, lambda_value, max_bytes)
