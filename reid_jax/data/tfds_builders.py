@@ -17,12 +17,11 @@ Builder configs (the folder name under `tfds/<name>/`):
   (arn_triplet_eval.md §4.3).
   synthetic: `<size>_seed<seed>` (e.g. `tiny_seed0`, `small_seed0`), so sizes coexist.
 
-Synthetic raw trees: `raw/<name>/` is used when its SYNTHETIC.json names the requested size and
-seed, and written there when the folder is absent. When it holds another size/seed, the requested
-tree lives in its own folder `raw/<name>_<size>_seed<seed>/` (written on first use), so a tree of
-another size is never silently reused. A `raw/<name>/` without SYNTHETIC.json (an interrupted
-write) is refused with a message. Trees are written into a temporary sibling folder and renamed
-when complete.
+Synthetic raw trees: `raw/<name>/` is used when its SYNTHETIC.json names the requested size,
+seed (and the current generator version), and written there when the folder is absent. When it
+holds anything else, the requested tree lives in its own folder `raw/<name>_<size>_seed<seed>/`
+(written on first use), so a tree of another size is never silently reused and tiny / small
+coexist. The writer renders into a temporary sibling folder and renames it when complete.
 
 Failure handling: layout, file names and counts are checked before anything is written; every
 JPEG is decoded once while writing. Any failure raises ReidError naming the file, split or count.
@@ -36,8 +35,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,11 +123,13 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     config = self.builder_config
     root = Path(config.raw_root)
     records = {s: parsing.list_split(root, self.spec.layout, s, config.msmt_train) for s in SPLITS}
-    check_counts(self.spec, records, root)
+    check_counts(self.spec, records, root, config.msmt_train)
     self.info.metadata["labels"] = {
         s: {"pid": [r.pid for r in rs], "camid": [r.camid for r in rs],
             "filename": [r.filename for r in rs]} for s, rs in records.items()}
     self.info.metadata["raw_root"] = str(root)
+    if (root / SYNTHETIC_MARKER).is_file():
+      self.info.metadata["synthetic"] = json.loads((root / SYNTHETIC_MARKER).read_text())
     return {s: self._generate_examples(rs) for s, rs in records.items()}
 
   def _generate_examples(self, records):
@@ -161,7 +160,8 @@ def _counts(records: list[parsing.Record]) -> tuple[int, int]:
   return len({r.pid for r in records}), len(records)
 
 
-def check_counts(spec: DatasetSpec, records: dict, root: Path) -> None:
+def check_counts(spec: DatasetSpec, records: dict, root: Path,
+                 msmt_train: str = "list_train+list_val") -> None:
   """Real datasets: ids and images per split equal arn_triplet_eval.md §4.4 (`spec.expected`).
 
   Synthetic ones: equal the counts their SYNTHETIC.json reports, when it reports any.
@@ -170,7 +170,7 @@ def check_counts(spec: DatasetSpec, records: dict, root: Path) -> None:
     expected = {s: (c.ids, c.images) for s, c in spec.expected.items()}
     source = "arn_triplet_eval.md §4.4"
   else:
-    expected = _synthetic_expected(root)
+    expected = _synthetic_expected(root, msmt_train)
     source = f"{root / SYNTHETIC_MARKER}"
   for split, rs in records.items():
     if split not in expected:
@@ -184,12 +184,14 @@ def check_counts(spec: DatasetSpec, records: dict, root: Path) -> None:
           "incomplete or modified: extract it again")
 
 
-def _synthetic_expected(root: Path) -> dict:
-  """{split: (ids or None, images)} from SYNTHETIC.json's 'counts', in whichever shape it has."""
+def _synthetic_expected(root: Path, msmt_train: str) -> dict:
+  """{split: (ids or None, images)} from SYNTHETIC.json's 'counts'."""
   marker = root / SYNTHETIC_MARKER
   if not marker.is_file():
     return {}
   counts = json.loads(marker.read_text()).get("counts") or {}
+  if msmt_train == "list_train" and "list_train" in counts:
+    counts = {**counts, "train": counts["list_train"]}
   out = {}
   for split in SPLITS:
     c = counts.get(split)
@@ -227,46 +229,23 @@ def missing_dataset_message(spec: DatasetSpec, root: Path) -> str:
           f"{parsing.required_layout(spec.layout)} (the project never downloads real datasets)")
 
 
-def _read_marker(root: Path) -> dict | None:
-  marker = root / SYNTHETIC_MARKER
-  if not marker.is_file():
-    return None
-  return json.loads(marker.read_text())
-
-
 def synthetic_raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0,
                        create: bool = True) -> Path:
-  """The raw folder of a synthetic tree of (size, seed), written there first when `create`."""
+  """The raw folder of the synthetic tree (size, seed), written there first when `create`.
+
+  `raw/<dataset>` when it holds that tree or does not exist; otherwise (it holds another size,
+  seed or generator version) `raw/<dataset>_<size>_seed<seed>`.
+  """
+  from reid_jax.data import synthetic  # engineer A's writer (numpy + PIL only)
+
   primary = paths.raw_dir(data_dir, dataset)
-  marker = _read_marker(primary)
-  if marker is not None and marker.get("size") == size and int(marker.get("seed", 0)) == seed:
+  if synthetic.is_complete(primary, dataset, size, seed):
     return primary
-  if primary.exists() and marker is None:
-    raise ReidError(f"{primary} holds no {SYNTHETIC_MARKER}: an interrupted synthetic write? "
-                    "Delete the folder and rerun to regenerate it")
   root = primary if not primary.exists() else primary.with_name(f"{dataset}_{size}_seed{seed}")
-  if root != primary:
-    marker = _read_marker(root)
-    if root.exists() and (marker is None or marker.get("size") != size
-                          or int(marker.get("seed", 0)) != seed):
-      raise ReidError(f"{root} does not hold a complete {dataset} tree of size {size}, seed "
-                      f"{seed} ({SYNTHETIC_MARKER} missing or different): delete it and rerun")
-  if not root.exists() and create:
-    _write_synthetic(dataset, root, size, seed)
+  if create:
+    # Atomic (temporary sibling + rename); a no-op for a complete tree; refuses a foreign folder.
+    synthetic.write_dataset(dataset, root, size=size, seed=seed, progress=True)
   return root
-
-
-def _write_synthetic(dataset: str, root: Path, size: str, seed: int) -> None:
-  from reid_jax.data import synthetic  # engineer A's writer; imported only when needed
-
-  root.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".incomplete_{root.name}_", dir=root.parent))
-  try:
-    synthetic.write_dataset(dataset, tmp, size=size, seed=seed)
-    tmp.rename(root)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp)
 
 
 def raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0) -> Path:
