@@ -3,7 +3,8 @@
   python -m data_prep.synthetic --dataset=synth_market --size=tiny --out_dir=DIR [--seed=0]
 
 DIR receives the tree (e.g. bounding_box_train/, bounding_box_test/, query/) and, last,
-SYNTHETIC.json; use `<data_dir>/raw/<dataset>` to make it the dataset the builders read.
+SYNTHETIC.json; without --out_dir it goes to `<data_dir>/raw/<dataset>`, where the builders read it.
+--workers=N renders in N processes (same bytes).
 """
 
 import json
@@ -23,6 +24,8 @@ _OUT_DIR = flags.DEFINE_string("out_dir", None,
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data dir; default $REID_JAX_DATA or "
                                 "~/reid_jax_data. Used when --out_dir is not given.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the identities and views (cameras are fixed).")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Processes rendering images (same bytes for any "
+                                "number); worth it for --size=medium or full.")
 flags.mark_flag_as_required("dataset")
 
 
@@ -32,7 +35,7 @@ def main(argv):
   out_dir = Path(_OUT_DIR.value) if _OUT_DIR.value else paths.raw_dir(data_dir, _DATASET.value)
   start = time.perf_counter()
   synthetic.write_dataset(_DATASET.value, out_dir, size=_SIZE.value, seed=_SEED.value,
-                          progress=True)
+                          progress=True, workers=_WORKERS.value)
   info = json.loads((out_dir / synthetic.MANIFEST).read_text())
   counts = ", ".join(f"{k} {v['ids']} ids / {v['images']} images" for k, v in info["counts"].items())
   print(f"{_DATASET.value} ({_SIZE.value}, seed {_SEED.value}) in {out_dir}: {counts} "

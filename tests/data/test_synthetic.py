@@ -188,10 +188,10 @@ def test_full_plan_has_the_real_counts(dataset, real):
   assert len({i.path for i in items}) == len(items)
 
 
-def test_cli_writes_the_same_bytes_as_the_library(trees, tmp_path):
+def test_cli_in_two_processes_writes_the_same_bytes_as_the_library(trees, tmp_path):
   out = tmp_path / "synth_market"
   subprocess.run([sys.executable, "-m", "data_prep.synthetic", "--dataset=synth_market",
-                  "--size=tiny", f"--out_dir={out}", "--seed=0"], cwd=REPO, check=True,
+                  "--size=tiny", f"--out_dir={out}", "--seed=0", "--workers=2"], cwd=REPO, check=True,
                  capture_output=True)
   ref = trees["synth_market"]
   files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())

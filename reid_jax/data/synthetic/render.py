@@ -136,9 +136,18 @@ def _trapezoid(x, y, cx, top, bottom, half_top, half_bottom):
 
 
 def _paint(canvas, alpha, colour):
-  a = alpha[..., None]
-  canvas *= 1.0 - a
-  canvas += a * colour
+  """canvas <- (1 - alpha) canvas + alpha colour, only inside the rows/columns alpha touches."""
+  alpha = np.broadcast_to(alpha, canvas.shape[:2])
+  nonzero = alpha > 0
+  rows, cols = np.flatnonzero(nonzero.any(1)), np.flatnonzero(nonzero.any(0))
+  if rows.size == 0:
+    return
+  window = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+  colour = np.asarray(colour, np.float32)
+  if colour.ndim == 3:
+    colour = colour[window]
+  region = canvas[window]
+  region += alpha[window][..., None] * (colour - region)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +200,8 @@ def _background(camera: world.Camera, view: View, h: int, w: int, rng) -> np.nda
   # Low-frequency shading and fine texture, new for every image.
   ph = rng.uniform(0, 2 * np.pi, 2)
   shade = 1.0 + 0.05 * np.sin(xx * 4.0 + ph[0]) * np.cos(yy * 3.0 + ph[1])
-  image = image * shade[..., None] + rng.normal(0.0, 0.015, (h, w, 1)).astype(np.float32)
-  return image.astype(np.float32)
+  texture = 0.015 * rng.standard_normal((h, w, 1), dtype=np.float32)
+  return (image * shade[..., None].astype(np.float32) + texture).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,16 +348,11 @@ def _gaussian_blur(image, sigma):
   radius = int(np.ceil(2.5 * sigma))
   k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
   k = (k / k.sum()).astype(np.float32)
-  for axis in (0, 1):
-    pad = [(0, 0)] * 3
-    pad[axis] = (radius, radius)
-    padded = np.pad(image, pad, mode="edge")
-    n = image.shape[axis]
-    out = np.zeros_like(image)
-    for i, weight in enumerate(k):
-      out += weight * np.take(padded, np.arange(i, i + n), axis=axis)
-    image = out
-  return image
+  h, w, _ = image.shape
+  padded = np.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="edge")
+  image = sum(weight * padded[i:i + h] for i, weight in enumerate(k))
+  padded = np.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="edge")
+  return sum(weight * padded[:, i:i + w] for i, weight in enumerate(k))
 
 
 def apply_camera(image, camera: world.Camera, light: tuple, domain: world.Domain, rng):
@@ -365,7 +369,7 @@ def apply_camera(image, camera: world.Camera, light: tuple, domain: world.Domain
   image = 0.5 + camera.contrast * light_contrast * (image - 0.5)
   image = np.clip(image, 0.0, 1.0) ** camera.gamma
   image = _gaussian_blur(image, camera.blur * h / 128)
-  image = image + rng.normal(0.0, camera.noise, image.shape).astype(np.float32)
+  image = image + np.float32(camera.noise) * rng.standard_normal(image.shape, dtype=np.float32)
   return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 

@@ -14,8 +14,10 @@ frame and relative path, following the real dataset's protocol (arn_triplet_eval
 last and renames the folder into place, so a tree that holds SYNTHETIC.json is complete.
 """
 
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -349,12 +351,22 @@ def is_complete(out_dir, dataset: str, size: str, seed: int) -> bool:
           info.get("generator_version")) == (dataset, size, seed, GENERATOR_VERSION)
 
 
+def _write_chunk(dataset: str, seed: int, tmp: str, chunk: list[tuple[int, Item]]) -> int:
+  domain = world.DOMAINS[dataset]
+  cams = world.cameras(domain)
+  for index, item in chunk:
+    (Path(tmp) / item.path).write_bytes(render_item(domain, cams, item, index, seed))
+  return len(chunk)
+
+
 def write_dataset(dataset: str, out_dir, size: str = "tiny", seed: int = 0,
-                  progress: bool = False) -> None:
+                  progress: bool = False, workers: int = 1) -> None:
   """Write the synthetic dataset's extracted-archive tree under out_dir (README §6).
 
   A no-op when out_dir already holds the same tree (SYNTHETIC.json with the same dataset, size,
   seed and generator version). Refuses to touch a non-empty out_dir holding anything else.
+  Every image is a pure function of (dataset, size, seed, its index), so `workers` > 1 (processes)
+  writes the same bytes.
   """
   domain = _domain(dataset)
   out_dir = Path(out_dir)
@@ -365,18 +377,32 @@ def write_dataset(dataset: str, out_dir, size: str = "tiny", seed: int = 0,
                     f"seed={seed}) written by this generator; remove it or choose another "
                     f"out_dir")
   items = plan(dataset, size, seed)
-  cams = world.cameras(domain)
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
   try:
     for folder in sorted({str(Path(item.path).parent) for item in items}):
       (tmp / folder).mkdir(parents=True, exist_ok=True)
-    iterator = enumerate(items)
+    bar = None
     if progress:
       from tqdm import tqdm
-      iterator = tqdm(iterator, total=len(items), desc=f"{dataset} ({size})", unit="img")
-    for index, item in iterator:
-      (tmp / item.path).write_bytes(render_item(domain, cams, item, index, seed))
+      bar = tqdm(total=len(items), desc=f"{dataset} ({size})", unit="img")
+    indexed = list(enumerate(items))
+    chunks = [indexed[i:i + 200] for i in range(0, len(indexed), 200)]
+    if workers > 1:
+      context = multiprocessing.get_context("spawn")  # callers may hold threads (JAX, TFDS)
+      with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_write_chunk, dataset, seed, str(tmp), c) for c in chunks]
+        for future in concurrent.futures.as_completed(futures):
+          done = future.result()
+          if bar is not None:
+            bar.update(done)
+    else:
+      for chunk in chunks:
+        done = _write_chunk(dataset, seed, str(tmp), chunk)
+        if bar is not None:
+          bar.update(done)
+    if bar is not None:
+      bar.close()
     if domain.layout == "msmt":
       for split, name in (("train", "list_train.txt"), ("val", "list_val.txt"),
                           ("query", "list_query.txt"), ("gallery", "list_gallery.txt")):
