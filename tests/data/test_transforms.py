@@ -207,3 +207,14 @@ def test_stargan_transforms_range_and_shape():
   found = any(np.array_equal(src[y:y + 256, x:x + 128], out_u8)
               for src in (big, big[:, ::-1]) for y in range(33) for x in range(17))
   assert found
+
+
+def test_train_transform_equals_composition_of_primitives():
+  # The fused PIL path makes the same draws as crop -> flip -> normalize on numpy arrays.
+  for seed in range(30):
+    image = _random_image(100 + seed, 50 + seed // 2, seed=seed)
+    fused = transforms.train_transform(image, np.random.default_rng(seed), 64, 32)
+    rng = np.random.default_rng(seed)
+    composed = transforms.normalize(transforms.horizontal_flip(
+        transforms.random_sized_rect_crop(image, rng, 64, 32), rng))
+    np.testing.assert_array_equal(fused, composed)
