@@ -78,8 +78,10 @@ def _describe(value) -> str:
   return json.dumps(value) if value is not None else "absent"
 
 
-def prepare(workdir, config) -> Path:
+def prepare(workdir, config, ignore: tuple[str, ...] = ()) -> Path:
   """Creates `workdir` and writes config.json, or checks that the saved one equals `config`.
+
+  `ignore`: dotted field names left out of the comparison (e.g. how the config file was named).
 
   Raises:
     ReidError: the workdir holds a config.json that differs from `config`; the message names
@@ -94,7 +96,7 @@ def prepare(workdir, config) -> Path:
       saved = json.loads(path.read_text())
     except json.JSONDecodeError as error:
       raise ReidError(f"{path} is not valid JSON ({error}); delete it or use another --workdir")
-    differences = config_differences(saved, current)
+    differences = [d for d in config_differences(saved, current) if d not in ignore]
     if differences:
       flat_saved, flat_current = _flatten(saved), _flatten(current)
       fields = "; ".join(

@@ -1,0 +1,126 @@
+"""The direct-transfer baseline: IDE trained on the source only, evaluated on target and source
+(hhl.md §9).
+
+  results = train_and_evaluate(config, workdir, data_dir, src="synth_duke", tgt="synth_market",
+                               config_name="reid_jax/configs/baseline.py:tiny")
+"""
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reid_jax.data import pipeline
+from reid_jax.data import samplers
+from reid_jax.errors import ReidError
+from reid_jax.models import torchvision_import
+from reid_jax.training import evaluate as evaluate_lib
+from reid_jax.training import loop
+from reid_jax.training import optim
+from reid_jax.training import sharding as sharding_lib
+from reid_jax.training import state as state_lib
+from reid_jax.training import steps
+from reid_jax.training import workdir as workdir_lib
+
+TRAIN_KEYS = ("image", "label")  # what the step needs from a pipeline batch
+
+
+def init_variables(model, config, rng) -> dict:
+  """Initial `{'params', 'batch_stats'}`, with the ImageNet trunk of `model.pretrained` if given."""
+  images = jnp.zeros((1, config.data.height, config.data.width, 3), jnp.float32)
+  variables = jax.jit(lambda key: model.init(key, images))(rng)
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  if config.model.pretrained:
+    path = Path(config.model.pretrained)
+    if config.model.arch != "resnet50":
+      raise ReidError(f"config model.pretrained={path} holds ResNet-50 weights but model.arch is "
+                      f"{config.model.arch!r}; set model.arch=resnet50 or clear model.pretrained")
+    variables = torchvision_import.merge_backbone(
+        variables, torchvision_import.load_torchvision_resnet50(path))
+    print(f"trunk initialised from ImageNet weights {path}")
+  else:
+    print("WARNING: config model.pretrained is empty: the trunk starts FROM SCRATCH (random init), "
+          "not from ImageNet weights as in the papers (hhl.md §3). Set "
+          "--config.model.pretrained=/path/to/resnet50.pth to use them.", file=sys.stdout)
+  return variables
+
+
+def source_epoch_batches(source, config, seed: int):
+  """`(epoch, start) -> batches` of the source CE stream: uniform shuffle, drop_last (hhl.md §5, §9)."""
+  labels, _ = pipeline.relabel(source.labels["pid"])
+
+  def epoch_batches(epoch, start):
+    index_batches = samplers.shuffled_batches(len(source), config.data.batch_size, seed, epoch)
+    for batch in pipeline.train_batches(
+        source, index_batches, seed=seed, epoch=epoch, height=config.data.height,
+        width=config.data.width, labels=labels, start_step=start,
+        erasing_probability=config.data.erasing_probability,
+        num_threads=config.data.num_workers):
+      yield {k: batch[k] for k in TRAIN_KEYS}
+
+  return epoch_batches
+
+
+def train(config, workdir, data_dir, src: str):
+  """Trains the IDE model on `src` with resume; returns `(model, variables, loop_result)`."""
+  source = evaluate_lib.load_split(src, "train", data_dir, config)
+  num_classes = len(np.unique(source.labels["pid"]))
+  steps_per_epoch = len(source) // config.data.batch_size
+  if steps_per_epoch == 0:
+    raise ReidError(f"{src} train has {len(source)} images, fewer than config data.batch_size="
+                    f"{config.data.batch_size}; lower the batch size")
+  mesh = sharding_lib.data_mesh()
+  sharding_lib.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+  model = evaluate_lib.build_reid_net(config.model, num_classes)
+  variables = init_variables(model, config, jax.random.PRNGKey(config.seed))
+  optimiser = optim.build_optimiser(
+      variables["params"], config.optim, optim.reid_net_rules(config.optim.embedding_layers),
+      steps_per_epoch)
+  state = state_lib.create(variables["params"], variables["batch_stats"], optimiser.tx)
+  train_step = steps.make_train_step(steps.baseline_loss_fn(model), optimiser.tx)
+  print(f"source {src}: {len(source)} images, {num_classes} identities, {steps_per_epoch} "
+        f"steps/epoch x {config.num_epochs} epochs; devices {workdir_lib.device_names()}")
+  result = loop.run(
+      loop.LoopConfig(num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch,
+                      seed=config.seed, images_per_step=config.data.batch_size,
+                      checkpoint_every=config.checkpoint_every_steps,
+                      log_every=config.log_every_steps, description=f"baseline {src}"),
+      workdir=workdir, state=state, train_step=train_step,
+      epoch_batches=source_epoch_batches(source, config, config.seed), mesh=mesh,
+      learning_rates=optimiser.learning_rates)
+  return model, state_lib.variables(jax.device_get(result.state)), result
+
+
+def write_figures(workdir, dataset: str, extras, config) -> Path:
+  """Rank lists (query, then its top-k valid gallery images) of the first queries of `dataset`,
+  as `<workdir>/figures/rank_list_<dataset>.png`."""
+  from reid_jax.evaluation import distances  # pylint: disable=g-import-not-at-top
+  from reid_jax.evaluation import figures  # pylint: disable=g-import-not-at-top
+  query, gallery = extras["query"], extras["gallery"]
+  shown = min(int(config["eval"]["figure_queries"]), len(query))
+  distmat = np.asarray(distances.compute_distance_matrix(
+      extras["qf"][:shown], extras["gf"], config["eval"]["distance"]))
+  path = Path(workdir) / workdir_lib.FIGURES_DIR / f"rank_list_{dataset}.png"
+  figures.save_rank_lists(
+      path, lambda i: query[int(i)]["image"], lambda i: gallery[int(i)]["image"], distmat,
+      query.labels["pid"][:shown], gallery.labels["pid"], query.labels["camid"][:shown],
+      gallery.labels["camid"], topk=int(config["eval"]["figure_topk"]))
+  return path
+
+
+def train_and_evaluate(config, workdir, data_dir, src: str, tgt: str, config_name: str) -> dict:
+  """Trains on `src`, evaluates on `tgt` (then `src`), writes results.json and figures."""
+  workdir = Path(workdir)
+  model, variables, result = train(config, workdir, data_dir, src)
+  evaluations = {}
+  for dataset in dict.fromkeys((tgt, src)):
+    entry, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config)
+    evaluations[dataset] = entry
+    if dataset == tgt:
+      write_figures(workdir, dataset, extras, config)
+  return workdir_lib.write_results(
+      workdir, experiment="baseline", variant="baseline", src=src, tgt=tgt,
+      config_name=config_name, config=config, epochs=result.epochs, steps=result.steps,
+      train_seconds=result.train_seconds, eval=evaluations)
