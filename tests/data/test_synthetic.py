@@ -188,6 +188,22 @@ def test_full_plan_has_the_real_counts(dataset, real):
   assert len({i.path for i in items}) == len(items)
 
 
+@pytest.mark.parametrize("size", ["small", "medium"])
+@pytest.mark.parametrize("dataset", ["synth_market", "synth_duke", "synth_msmt"])
+def test_every_size_plan_is_realised_exactly(dataset, size):
+  sp = synthetic.split_plan(dataset, size)
+  items = synthetic.plan(dataset, size, seed=0)
+  counts = writer.planned_counts(items, datasets.get_spec(dataset).layout)
+  assert counts["train"] == {"ids": sp.train_ids, "images": sp.train_images}
+  assert counts["query"] == {"ids": sp.test_ids, "images": sp.query_images}
+  assert counts["gallery"]["images"] == (sp.gallery_regular + sp.junk_images
+                                         + sp.distractor_images)
+  assert sum(i.split == "val" for i in items) == sp.val_images
+  assert len({i.path for i in items}) == len(items)
+  tiny = synthetic.split_plan(dataset, "tiny")
+  assert tiny.train_images < sp.train_images and tiny.test_ids < sp.test_ids
+
+
 def test_cli_in_two_processes_writes_the_same_bytes_as_the_library(trees, tmp_path):
   out = tmp_path / "synth_market"
   subprocess.run([sys.executable, "-m", "data_prep.synthetic", "--dataset=synth_market",
