@@ -343,3 +343,20 @@ def test_viewpoint_decides_what_is_visible():
 
   assert count("back", magenta) > 3 * count("front", magenta) > 0
   assert count("front", cyan) > 20 and count("back", cyan) == 0 and count("side", cyan) == 0
+
+
+def test_msmt_light_follows_time_of_day_outdoors_only(msmt_dir):
+  """Outdoor crops are brighter at noon than in the morning; the 3 indoor cameras (13-15) are lit
+  alike at every hour (README §6.3)."""
+  brightness = collections.defaultdict(list)
+  for path in msmt_dir.rglob("*.jpg"):
+    m = MSMT_RE.match(path.name)
+    place = "indoor" if int(m[3]) >= 13 else "outdoor"
+    luma = np.asarray(Image.open(path).convert("L"), np.float32).mean()
+    brightness[place, m[5]].append(luma)
+  mean = {k: float(np.mean(v)) for k, v in brightness.items()}
+  print({k: round(v, 1) for k, v in sorted(mean.items())})
+  assert mean["outdoor", "noon"] - mean["outdoor", "morning"] > 15
+  indoor = [v for k, v in mean.items() if k[0] == "indoor"]
+  assert len(indoor) >= 2
+  assert max(indoor) - min(indoor) < 0.5 * (mean["outdoor", "noon"] - mean["outdoor", "morning"])
