@@ -9,8 +9,9 @@ sorted row a validity mask `v` gives `rank = cumsum(v)` (1-based rank among vali
 `chits = cumsum(hit)`, from which every AP variant and the first-match rank follow. Rows are
 processed a block of queries at a time, so memory is `O(chunk_size * Ng)`.
 
-Sorting backend: numpy's stable argsort on CPU (jnp.argsort is ~9x slower there); on GPU/TPU the
-whole block (sort and scores) runs as one jitted function on the device.
+Sorting backend: numpy on CPU (jnp.argsort is ~9x slower there), as a sort of integer keys that
+is a stable argsort by distance; the scores are then read at the true matches only. On GPU/TPU the
+whole block (stable sort and dense scores) runs as one jitted function on the device.
 
 AP variants (`ap=`):
   step       (1/R) sum over hits of P@k (torchreid; the default).
@@ -89,15 +90,79 @@ def _score_sorted_rows(xp, sorted_dist, hit, valid, ap):
   return ap_value, first_rank, num_hits
 
 
+_LOW_32 = np.uint64(0xFFFFFFFF)
+
+
+def _sorted_keys(dist):
+  """Row-wise sorted uint64 keys `(monotone float32 bits << 32) | column`, `[Bq, Ng]`.
+
+  Sorting these keys is a stable argsort by distance (ties keep gallery order), and runs ~7x
+  faster than numpy's stable argsort because numpy sorts plain integers with SIMD code. The low
+  32 bits of the result are the order, the high 32 bits the sorted distances' keys.
+  """
+  dist = np.ascontiguousarray(dist, np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+  bits = dist.view(np.uint32)
+  if dist.size and dist.min() < 0:  # flip negative floats so that unsigned order = float order
+    bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+  else:
+    bits = bits | np.uint32(0x80000000)
+  keys = bits.astype(np.uint64)
+  keys <<= np.uint64(32)
+  keys |= np.arange(dist.shape[1], dtype=np.uint64)
+  keys.sort(axis=1)
+  return keys
+
+
+def stable_argsort_rows(dist):
+  """`np.argsort(dist, axis=1, kind='stable')` for float32 `[Bq, Ng]` (int64), computed faster."""
+  return (_sorted_keys(dist) & _LOW_32).view(np.int64)
+
+
 def _score_block_numpy(dist, q_pids, q_camids, g_pids, g_camids, ap):
-  order = np.argsort(dist, axis=1, kind="stable")
+  """The fixed-shape formulation evaluated at the hits only (sparse, O(Bq * Ng) + sort)."""
+  num_rows, num_gallery = dist.shape
+  keys = _sorted_keys(dist)
+  order = (keys & _LOW_32).view(np.int64)
   match = g_pids[None, :] == q_pids[:, None]
   valid = query_validity(q_pids, q_camids, g_pids, g_camids)
   # One uint8 gather instead of two boolean ones: bit 0 = valid, bit 1 = true match.
   code = valid.astype(np.uint8) | ((match & valid).astype(np.uint8) << 1)
   code = np.take_along_axis(code, order, axis=1)
-  sorted_dist = np.take_along_axis(dist, order, axis=1) if ap == "sklearn" else None
-  return _score_sorted_rows(np, sorted_dist, (code & 2) > 0, (code & 1) > 0, ap)
+  # Flat positions (row * Ng + ranked position) of hits and of invalid items, both ascending.
+  hit_flat = np.flatnonzero(code & 2)
+  invalid_flat = np.flatnonzero((code & 1) == 0)
+  hit_row = hit_flat // num_gallery
+  num_hits = np.bincount(hit_row, minlength=num_rows)
+  hit_row_start = np.cumsum(num_hits) - num_hits
+  row_base = np.arange(num_rows, dtype=np.int64) * num_gallery
+
+  def valid_rank(flat, row):
+    """1-based rank among valid items of flat position `flat` in `row` (counting it)."""
+    invalid_up_to = (np.searchsorted(invalid_flat, flat, side="right")
+                     - np.searchsorted(invalid_flat, row_base[row], side="left"))
+    return (flat - row_base[row] + 1 - invalid_up_to).astype(np.float64)
+
+  rank = valid_rank(hit_flat, hit_row)
+  chits = (np.arange(hit_flat.shape[0]) - hit_row_start[hit_row] + 1).astype(np.float64)
+  if ap == "step":
+    per_hit = chits / rank
+  elif ap == "trapezoid":
+    previous = np.where(rank > 1, (chits - 1) / np.maximum(rank - 1, 1), 1.0)
+    per_hit = 0.5 * (chits / rank + previous)
+  else:
+    # Precision at the end of the hit's tie group: the last ranked position with equal distance.
+    # Keys (row << 32 | distance bits) are globally ascending, so one searchsorted finds it.
+    global_keys = (keys >> np.uint64(32)) | (np.arange(num_rows, dtype=np.uint64)[:, None]
+                                            << np.uint64(32))
+    global_keys = global_keys.reshape(-1)
+    end_flat = np.searchsorted(global_keys, global_keys[hit_flat], side="right") - 1
+    hits_up_to_end = np.searchsorted(hit_flat, end_flat, side="right") - hit_row_start[hit_row]
+    per_hit = hits_up_to_end / valid_rank(end_flat, hit_row)
+  ap_value = np.bincount(hit_row, weights=per_hit, minlength=num_rows) / np.maximum(num_hits, 1)
+  first_rank = np.zeros(num_rows, np.int64)
+  has_hit = num_hits > 0
+  first_rank[has_hit] = rank[hit_row_start[has_hit]].astype(np.int64)
+  return ap_value, first_rank, num_hits
 
 
 @functools.partial(jax.jit, static_argnames=("ap",))

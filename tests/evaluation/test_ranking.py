@@ -189,3 +189,15 @@ def test_evaluate_chunked_equals_unchunked_and_brute_force():
                              ap="trapezoid", max_rank=20)
   assert squared["mAP"] == pytest.approx(record["mAP"], rel=1e-9)
   assert squared["cmc"] == record["cmc"]
+
+
+def test_stable_argsort_rows_matches_numpy_stable_argsort():
+  rng = np.random.default_rng(9)
+  dist = (np.round(rng.normal(size=(6, 300)) * 4) / 4).astype(np.float32)  # negatives, many ties
+  dist[0, :5] = [0.0, -0.0, 0.0, -0.0, -1e-8]
+  dist[1, :3] = [np.inf, -np.inf, 3.0]
+  np.testing.assert_array_equal(ranking.stable_argsort_rows(dist),
+                                np.argsort(dist, axis=1, kind="stable"))
+  positive = np.abs(dist)
+  np.testing.assert_array_equal(ranking.stable_argsort_rows(positive),
+                                np.argsort(positive, axis=1, kind="stable"))
