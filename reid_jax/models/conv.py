@@ -37,6 +37,9 @@ IMPLS = ("auto", "xla", "matmul")
 # max(_BLOCK_BYTES, one image's patches) per operation, instead of kh*kw times the activation.
 # Blocks of a few MiB also stay in cache between the copy that builds them and the matmul.
 _BLOCK_BYTES = 8 * 2**20
+# Weight gradients of convolutions with fewer input channels build channel-major patches
+# (stem 7x7/2 on RGB: 2x less CPU time than the channels-last patches, 15% more at C=64).
+_CHANNEL_MAJOR_BELOW = 16
 
 
 def _pair(value) -> tuple[int, int]:
@@ -153,6 +156,24 @@ def _patches(x, geo: _Geometry, out_hw):
   return jnp.concatenate(taps, axis=-1)
 
 
+def _patches_channel_major(x, geo: _Geometry, out_hw):
+  """im2col transposed: `[B, H, W, C] -> [kh*kw*C, B*Ho*Wo]`, rows in HWIO kernel order.
+
+  For few input channels (the RGB stem): stacking whole tap planes on a major axis copies long
+  runs, where the channels-last concatenation moves C floats at a time.
+  """
+  (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.strides, geo.dilation
+  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))).transpose(3, 0, 1, 2)
+  ho, wo = out_hw
+  taps = []
+  for i in range(geo.kernel[0]):
+    for j in range(geo.kernel[1]):
+      start = (0, 0, i * dh, j * dw)
+      limit = (x.shape[3], x.shape[0], i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1)
+      taps.append(lax.slice(xp, start, limit, (1, 1, sh, sw)))
+  return jnp.stack(taps).reshape(-1, x.shape[0] * ho * wo)
+
+
 def _col2im(cols, geo: _Geometry, in_hw):
   """Transpose of `_patches`: `[B, Ho, Wo, kh*kw*C] -> [B, H, W, C]`, overlapping taps summed."""
   kh, kw = geo.kernel
@@ -200,6 +221,11 @@ def _weight_grad_matmul(x, g, geo: _Geometry, kernel_shape):
     return grad.T.reshape(kernel_shape)
   per_image = out_hw[0] * out_hw[1] * kernel_shape[0] * kernel_shape[1] * x.shape[3] * x.dtype.itemsize
   block = _batch_blocks(x.shape[0], per_image)
+  if x.shape[3] < _CHANNEL_MAJOR_BELOW:
+    grad = _sum_blocks(
+        lambda xb, gb: _patches_channel_major(xb, geo, out_hw) @ gb.reshape(-1, gb.shape[3]),
+        block, x, g)
+    return grad.reshape(kernel_shape)
   grad = _sum_blocks(
       lambda xb, gb: jnp.einsum("bhwo,bhwk->ok", gb, _patches(xb, geo, out_hw)), block, x, g)
   return grad.T.reshape(kernel_shape)
