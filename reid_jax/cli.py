@@ -3,6 +3,7 @@
 import sys
 
 from absl import app
+from absl import flags
 
 from reid_jax.errors import ReidError
 
@@ -20,4 +21,13 @@ def run(main):
       print(f"error: {error}", file=sys.stderr)
       sys.exit(1)
 
-  app.run(guarded_main)
+  app.run(guarded_main, flags_parser=_parse_flags_or_exit_2)
+
+
+def _parse_flags_or_exit_2(argv):
+  """absl's flag parsing, but a usage error exits with status 2 (design README §3), not 1."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    print(f"usage error: {error}\nPass --helpfull to see the flags.", file=sys.stderr)
+    sys.exit(2)
