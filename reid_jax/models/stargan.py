@@ -37,12 +37,13 @@ def torch_uniform(fan_in: int):
   return init
 
 
-def _conv(features, kernel_size, in_features, *, strides=1, padding=0, use_bias=False, name=None):
+def _conv(features, kernel_size, in_features, *, strides=1, padding=0, use_bias=False, impl="auto",
+          name=None):
   """A `Conv` initialised as PyTorch's `Conv2d`: fan_in = in_channels * kh * kw."""
   kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
   init = torch_uniform(in_features * kh * kw)
   return Conv(features, (kh, kw), strides=strides, padding=padding, use_bias=use_bias,
-              kernel_init=init, bias_init=init, name=name)
+              kernel_init=init, bias_init=init, impl=impl, name=name)
 
 
 class InstanceNorm(nn.Module):
@@ -74,13 +75,14 @@ class ResidualBlock(nn.Module):
   """[Conv 3x3; IN; ReLU; Conv 3x3; IN] + identity, no ReLU after the sum (hhl.md §10.2 rows 4-9)."""
 
   init_scheme: str = "torch_0.4"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
     features = x.shape[-1]
-    h = _conv(features, 3, features, padding=1, name="conv1")(x)
+    h = _conv(features, 3, features, padding=1, impl=self.conv_impl, name="conv1")(x)
     h = nn.relu(InstanceNorm(self.init_scheme, name="norm1")(h))
-    h = _conv(features, 3, features, padding=1, name="conv2")(h)
+    h = _conv(features, 3, features, padding=1, impl=self.conv_impl, name="conv2")(h)
     h = InstanceNorm(self.init_scheme, name="norm2")(h)
     return x + h
 
@@ -93,12 +95,14 @@ class Generator(nn.Module):
     conv_dim: width of the first layer (64 in the reference; smaller for CPU tests).
     repeat_num: number of residual blocks (6 in the reference).
     init_scheme: 'torch_0.4' | 'torch_1.x', see the module docstring.
+    conv_impl: `reid_jax.models.conv` implementation ('auto' | 'xla' | 'matmul').
   """
 
   num_cameras: int
   conv_dim: int = 64
   repeat_num: int = 6
   init_scheme: str = "torch_0.4"
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, camera_onehot):
@@ -114,22 +118,24 @@ class Generator(nn.Module):
                               (b, h, w, camera_onehot.shape[-1]))
     y = jnp.concatenate([x, planes], axis=-1)
     dim = self.conv_dim
-    y = _conv(dim, 7, y.shape[-1], padding=3, name="stem_conv")(y)
+    y = _conv(dim, 7, y.shape[-1], padding=3, impl=self.conv_impl, name="stem_conv")(y)
     y = nn.relu(InstanceNorm(self.init_scheme, name="stem_norm")(y))
     for i in range(2):
-      y = _conv(dim * 2, 4, dim, strides=2, padding=1, name=f"down{i}_conv")(y)
+      y = _conv(dim * 2, 4, dim, strides=2, padding=1, impl=self.conv_impl,
+                name=f"down{i}_conv")(y)
       y = nn.relu(InstanceNorm(self.init_scheme, name=f"down{i}_norm")(y))
       dim *= 2
     for i in range(self.repeat_num):
-      y = ResidualBlock(self.init_scheme, name=f"res{i}")(y)
+      y = ResidualBlock(self.init_scheme, self.conv_impl, name=f"res{i}")(y)
     for i in range(2):
       # PyTorch 0.4 took a transposed conv's fan_in from in_channels; >= 1.0 from out_channels.
       fan_in = (dim if self.init_scheme == "torch_0.4" else dim // 2) * 16
       y = ConvTranspose(dim // 2, 4, strides=2, padding=1, use_bias=False,
-                        kernel_init=torch_uniform(fan_in), name=f"up{i}_conv")(y)
+                        kernel_init=torch_uniform(fan_in), impl=self.conv_impl,
+                        name=f"up{i}_conv")(y)
       y = nn.relu(InstanceNorm(self.init_scheme, name=f"up{i}_norm")(y))
       dim //= 2
-    y = _conv(3, 7, dim, padding=3, name="out_conv")(y)
+    y = _conv(3, 7, dim, padding=3, impl=self.conv_impl, name="out_conv")(y)
     return jnp.tanh(y)
 
 
@@ -141,12 +147,14 @@ class Discriminator(nn.Module):
     image_size: input height; inputs are `image_size x image_size/2` (the HHL fork's 2:1 kernel).
     conv_dim: width of the first conv (64).
     repeat_num: number of stride-2 convs (6).
+    conv_impl: `reid_jax.models.conv` implementation ('auto' | 'xla' | 'matmul').
   """
 
   num_cameras: int
   image_size: int = 256
   conv_dim: int = 64
   repeat_num: int = 6
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
@@ -157,13 +165,14 @@ class Discriminator(nn.Module):
     dim, in_dim = self.conv_dim, x.shape[-1]
     h = x
     for i in range(self.repeat_num):
-      h = _conv(dim, 4, in_dim, strides=2, padding=1, use_bias=True, name=f"conv{i}")(h)
+      h = _conv(dim, 4, in_dim, strides=2, padding=1, use_bias=True, impl=self.conv_impl,
+                name=f"conv{i}")(h)
       h = nn.leaky_relu(h, negative_slope=0.01)
       in_dim, dim = dim, dim * 2
-    out_src = _conv(1, 3, in_dim, padding=1, name="src")(h)
+    out_src = _conv(1, 3, in_dim, padding=1, impl=self.conv_impl, name="src")(h)
     # hhl.md §10.3: rectangular kernel (image_size/2^r, image_size/2^(r+1)), (4, 2) at 256x128.
     kernel = (self.image_size >> self.repeat_num, self.image_size >> (self.repeat_num + 1))
-    out_cls = _conv(self.num_cameras, kernel, in_dim, name="cls")(h)
+    out_cls = _conv(self.num_cameras, kernel, in_dim, impl=self.conv_impl, name="cls")(h)
     return out_src[..., 0], out_cls.reshape(out_cls.shape[0], -1)
 
 

@@ -1,0 +1,527 @@
+"""The StarGAN trainer and camera-style writer of HHL (hhl.md §10).
+
+  summary = stargan.train(config, workdir, dataset, data_dir)        # resumes from <workdir>
+  manifest = stargan.write_camstyle_set(config, workdir, dataset, data_dir)
+
+Training (hhl.md §10.4-10.6): on the target's training images with their camera labels, D is
+updated every iteration and G every `n_critic`-th, both with Adam(beta1, beta2); the target cameras
+are the batch's own camera labels randomly permuted. Everything random is a function of
+(seed, iteration): the batch is `epoch_permutation(seed, epoch)[position]`, each image's augmentation
+draws from `default_rng([seed, iteration, k])`, the permutation and GP mixing weights from
+`fold_in(PRNGKey(seed), iteration)`, so a resumed run ends bit-identical to an uninterrupted one.
+
+Workdir (design README §5): `config.json`, `checkpoints/` (orbax: both networks and both Adam states),
+`tb/` (losses and lr every `log_every` iterations, sample grids), `figures/stargan_samples_<it>.png`
+(rows: real images; columns: the real image, then its fake in camera 1..C).
+
+Generation (hhl.md §10.7): every training image, sorted by file name, resized to the training size,
+through G once per camera j = 1..C (its own camera included), (y + 1) / 2 clamped to [0, 1], to uint8,
+saved as JPEG quality 75 under `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg`. Each file is
+written to a temporary name and renamed, so no truncated JPEG is ever visible; a rerun skips files
+already there; MANIFEST.json is written last.
+"""
+
+import concurrent.futures
+import dataclasses
+import functools
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from PIL import Image
+from tqdm import tqdm
+
+from reid_jax import paths
+from reid_jax.data import camstyle
+from reid_jax.data import datasets
+from reid_jax.data import transforms
+from reid_jax.errors import ReidError
+from reid_jax.losses import gan
+from reid_jax.models import stargan as stargan_models
+
+LR_DECAYS = ("code_effective", "linear_to_zero")
+
+
+@flax.struct.dataclass
+class StarGANState:
+  step: jax.Array  # iterations done
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+
+
+# --- models, schedule, optimiser ---------------------------------------------------------------------
+
+
+def image_shape(config) -> tuple[int, int]:
+  """(H, W) of training and generation: image_size x image_size / 2 (hhl.md §10.1)."""
+  return config.model.image_size, config.model.image_size // 2
+
+
+def build_models(config, num_cameras: int):
+  g = stargan_models.Generator(num_cameras, conv_dim=config.model.g_conv_dim,
+                               repeat_num=config.model.g_repeat_num,
+                               init_scheme=config.model.init_scheme,
+                               conv_impl=config.model.conv_impl)
+  d = stargan_models.Discriminator(num_cameras, image_size=config.model.image_size,
+                                   conv_dim=config.model.d_conv_dim,
+                                   repeat_num=config.model.d_repeat_num,
+                                   conv_impl=config.model.conv_impl)
+  return g, d
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """Length and lr schedule in iterations (hhl.md §10.5)."""
+
+  num_iters: int
+  decay_start: int
+  iters_per_epoch: int
+  lr_decay: str
+  lr_update_step: int
+
+  def lr_factor(self, iteration):
+    """Multiplier of the base lr at iteration `iteration` (0-based; numpy or traced).
+
+    code_effective: after iteration j with (j + 1) % lr_update_step == 0 and j + 1 > decay_start,
+      lr -= base / (num_iters - decay_start); at 220k iterations it ends at 0.999 x base.
+    linear_to_zero: base until decay_start, then linear to 0 at num_iters (per iteration).
+    """
+    span = max(self.num_iters - self.decay_start, 1)
+    if self.lr_decay == "code_effective":
+      steps = self.lr_update_step
+      updates = jnp.maximum(iteration // steps - self.decay_start // steps, 0)
+      return 1.0 - updates / span
+    if self.lr_decay == "linear_to_zero":
+      return jnp.clip((self.num_iters - iteration) / span, 0.0, 1.0)
+    raise ReidError(f"config.optim.lr_decay={self.lr_decay!r}: choose one of {', '.join(LR_DECAYS)}")
+
+
+def make_schedule(config, num_images: int) -> Schedule:
+  """Iterations from config.optim; from epochs (x floor(N / batch), drop_last) when num_epochs > 0."""
+  iters_per_epoch = num_images // config.batch_size
+  if iters_per_epoch < 1:
+    raise ReidError(f"config.batch_size={config.batch_size} exceeds the {num_images} training images")
+  optim = config.optim
+  if optim.lr_decay not in LR_DECAYS:
+    raise ReidError(f"config.optim.lr_decay={optim.lr_decay!r}: choose one of {', '.join(LR_DECAYS)}")
+  if optim.num_epochs > 0:
+    num_iters = optim.num_epochs * iters_per_epoch
+    decay_start = optim.decay_start_epoch * iters_per_epoch
+  else:
+    num_iters, decay_start = optim.num_iters, optim.decay_start
+  return Schedule(int(num_iters), int(decay_start), iters_per_epoch, optim.lr_decay,
+                  int(optim.lr_update_step))
+
+
+def _adam(config):
+  """Adam's moment scaling; the lr is applied in the step so that it can follow the schedule."""
+  return optax.scale_by_adam(b1=config.optim.beta1, b2=config.optim.beta2, eps=config.optim.eps)
+
+
+def init_state(config, num_cameras: int, seed: int | None = None) -> StarGANState:
+  g, d = build_models(config, num_cameras)
+  h, w = image_shape(config)
+  g_key, d_key = jax.random.split(jax.random.PRNGKey(config.seed if seed is None else seed))
+  x = jnp.zeros((1, h, w, 3), jnp.float32)
+  g_params = g.init(g_key, x, jnp.zeros((1, num_cameras), jnp.float32))["params"]
+  d_params = d.init(d_key, x)["params"]
+  tx = _adam(config)
+  return StarGANState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                      g_opt_state=tx.init(g_params), d_opt_state=tx.init(d_params))
+
+
+def target_cameras(key, cameras_org):
+  """hhl.md §10.4: the batch's own camera labels randomly permuted (may equal the source camera)."""
+  return jax.random.permutation(key, cameras_org)
+
+
+def make_train_step(config, num_cameras: int, schedule: Schedule):
+  """`train_step(state, images, cameras, key, update_g) -> (state, metrics)`, jitted.
+
+  images `[B, H, W, 3]` in [-1, 1], cameras int32 `[B]` (0-based), key: the run's base key. D is
+  updated; with `update_g` (static) G is then updated against the new D (hhl.md §10.4).
+  """
+  g, d = build_models(config, num_cameras)
+  tx = _adam(config)
+  loss_cfg = config.loss
+
+  def apply_updates(params, opt_state, grads, lr):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return jax.tree.map(lambda p, u: p - lr * u, params, updates), opt_state
+
+  def train_step(state, images, cameras_org, key, update_g):
+    iteration = state.step
+    perm_key, alpha_key = jax.random.split(jax.random.fold_in(key, iteration))
+    # hhl.md §10.4: target cameras = the batch's own labels randomly permuted.
+    cameras_trg = target_cameras(perm_key, cameras_org)
+    onehot_org = jax.nn.one_hot(cameras_org, num_cameras)
+    onehot_trg = jax.nn.one_hot(cameras_trg, num_cameras)
+    alpha = jax.random.uniform(alpha_key, (images.shape[0],), images.dtype)
+    factor = schedule.lr_factor(iteration)
+
+    x_fake = g.apply({"params": state.g_params}, images, onehot_trg)
+
+    def d_loss(d_params):
+      disc = functools.partial(d.apply, {"params": d_params})
+      return gan.discriminator_loss(disc, images, x_fake, cameras_org, alpha,
+                                    lambda_cls=loss_cfg.lambda_cls, lambda_gp=loss_cfg.lambda_gp)
+
+    (_, metrics), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d_params)
+    d_params, d_opt_state = apply_updates(state.d_params, state.d_opt_state, d_grads,
+                                          config.optim.d_lr * factor)
+    g_params, g_opt_state = state.g_params, state.g_opt_state
+    if update_g:
+      disc = functools.partial(d.apply, {"params": d_params})
+
+      def g_loss(g_params):
+        fake = g.apply({"params": g_params}, images, onehot_trg)
+        rec = g.apply({"params": g_params}, fake, onehot_org)
+        return gan.generator_loss(disc, images, fake, rec, cameras_trg,
+                                  lambda_cls=loss_cfg.lambda_cls, lambda_rec=loss_cfg.lambda_rec)
+
+      (_, g_metrics), g_grads = jax.value_and_grad(g_loss, has_aux=True)(g_params)
+      g_params, g_opt_state = apply_updates(g_params, g_opt_state, g_grads,
+                                            config.optim.g_lr * factor)
+      metrics = {**metrics, **g_metrics}
+    metrics["lr/D"] = config.optim.d_lr * factor
+    metrics["lr/G"] = config.optim.g_lr * factor
+    new_state = StarGANState(step=iteration + 1, g_params=g_params, d_params=d_params,
+                             g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    return new_state, metrics
+
+  return jax.jit(train_step, static_argnames=("update_g",), donate_argnums=(0,))
+
+
+def make_translate(config, num_cameras: int):
+  """`translate(g_params, images [B, H, W, 3]) -> [C, B, H, W, 3]` in [-1, 1]: every camera's fake."""
+  g, _ = build_models(config, num_cameras)
+
+  @jax.jit
+  def translate(g_params, images):
+    def one_camera(camera):
+      onehot = jnp.broadcast_to(jax.nn.one_hot(camera, num_cameras), (images.shape[0], num_cameras))
+      return g.apply({"params": g_params}, images, onehot)
+    return jax.lax.map(one_camera, jnp.arange(num_cameras))
+
+  return translate
+
+
+def to_uint8(images, quantize: str = "truncate") -> np.ndarray:
+  """[-1, 1] float -> uint8 via (y + 1) / 2 clamped to [0, 1], x 255 (hhl.md §10.7)."""
+  unit = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0) * 255.0
+  if quantize == "round":
+    unit = np.rint(unit)
+  elif quantize != "truncate":
+    raise ReidError(f"config.generate.quantize={quantize!r}: choose 'truncate' or 'round'")
+  return unit.astype(np.uint8)
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+class TrainingImages:
+  """The target's training images with camera labels, batched as a pure function of the iteration.
+
+  Epoch e's order is `default_rng([seed, e]).permutation(N)`, cut into floor(N / B) batches
+  (drop_last, hhl.md §10.5); image k of iteration i is augmented with `default_rng([seed, i, k])`.
+  """
+
+  def __init__(self, dataset: str, data_dir, config):
+    from reid_jax.data import tfds_builders  # lazy: TFDS is only needed once data is read
+    self.source = tfds_builders.load_split(dataset, "train", data_dir)
+    self.cameras = np.asarray(self.source.labels["camid"], np.int32)
+    self.filenames = [str(f) for f in self.source.labels["filename"]]
+    self.num_cameras = datasets.get_spec(dataset).num_cameras
+    self.batch_size = config.batch_size
+    self.seed = config.seed
+    self.height, self.width = image_shape(config)
+    self._pool = concurrent.futures.ThreadPoolExecutor(max(1, config.data.num_workers))
+    if len(self.cameras) and (self.cameras.min() < 0 or self.cameras.max() >= self.num_cameras):
+      raise ReidError(f"{dataset} training cameras span {self.cameras.min()}..{self.cameras.max()}, "
+                      f"expected 0..{self.num_cameras - 1}")
+
+  def __len__(self) -> int:
+    return len(self.cameras)
+
+  def batch_indices(self, iteration: int) -> np.ndarray:
+    per_epoch = len(self) // self.batch_size
+    epoch, position = divmod(iteration, per_epoch)
+    order = np.random.default_rng([self.seed, epoch]).permutation(len(self))
+    return order[position * self.batch_size:(position + 1) * self.batch_size]
+
+  def _train_image(self, index: int, iteration: int, k: int) -> np.ndarray:
+    rng = np.random.default_rng([self.seed, iteration, k])
+    return transforms.stargan_train_transform(self.source[index]["image"], rng, self.height, self.width)
+
+  def train_batch(self, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images float32 `[B, H, W, 3]` in [-1, 1], cameras int32 `[B]`) of iteration `iteration`."""
+    indices = self.batch_indices(iteration)
+    images = list(self._pool.map(self._train_image, indices, [iteration] * len(indices),
+                                 range(len(indices))))
+    return np.stack(images), self.cameras[indices]
+
+  def test_images(self, indices) -> np.ndarray:
+    """Generation input (hhl.md §10.6): bilinear resize to H x W, [-1, 1]. `[n, H, W, 3]`."""
+    load = lambda i: transforms.stargan_test_transform(self.source[int(i)]["image"], self.height, self.width)
+    return np.stack(list(self._pool.map(load, indices)))
+
+  def sample_indices(self, count: int) -> np.ndarray:
+    """Fixed rows of the sample grid: the first images of each camera in turn."""
+    per_camera = [np.flatnonzero(self.cameras == c) for c in range(self.num_cameras)]
+    chosen = []
+    for rank in range(len(self)):
+      for members in per_camera:
+        if rank < len(members) and len(chosen) < count:
+          chosen.append(members[rank])
+      if len(chosen) >= count:
+        break
+    return np.asarray(chosen)
+
+  def close(self):
+    self._pool.shutdown()
+
+
+# --- sample grid --------------------------------------------------------------------------------------
+
+
+def sample_grid(real: np.ndarray, fakes: np.ndarray, gap: int = 2) -> np.ndarray:
+  """uint8 grid: row r = [real r, fake of r in camera 1, ..., camera C].
+
+  real `[R, H, W, 3]`, fakes `[C, R, H, W, 3]`, both in [-1, 1] -> `[R(H+gap)-gap, (C+1)(W+gap)-gap, 3]`.
+  """
+  columns = np.concatenate([real[None], fakes], axis=0)  # [C+1, R, H, W, 3]
+  tiles = to_uint8(columns, "round")
+  cols, rows, h, w, _ = tiles.shape
+  grid = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
+  for c in range(cols):
+    for r in range(rows):
+      grid[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tiles[c, r]
+  return grid
+
+
+# --- training loop --------------------------------------------------------------------------------
+
+
+def _restore(workdir, config, num_cameras):
+  from reid_jax.training import checkpoint as checkpoint_lib
+  template = init_state(config, num_cameras)
+  ckpt = checkpoint_lib.Checkpointer(Path(workdir) / "checkpoints", read_only=True)
+  try:
+    saved, meta = ckpt.restore(dataclasses.asdict(template))
+  finally:
+    ckpt.close()
+  return StarGANState(**saved), meta
+
+
+def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None,
+          show_progress: bool = True) -> dict:
+  """Trains (or resumes) StarGAN on `dataset`'s training images; returns a summary dict.
+
+  Checkpoints every `config.checkpoint_every` iterations and at the end; a rerun on a finished
+  workdir returns at once. `stop_at` ends this session after that many iterations (with a
+  checkpoint), e.g. to fit a time slot; the next call resumes. A non-finite loss raises ReidError
+  (rerun resumes from the last checkpoint).
+  """
+  from reid_jax.training import checkpoint as checkpoint_lib
+  from reid_jax.training import metrics as metrics_lib
+  from reid_jax.training import workdir as workdir_lib
+
+  workdir = workdir_lib.prepare(workdir, config)
+  data = TrainingImages(dataset, data_dir, config)
+  num_cameras = data.num_cameras
+  schedule = make_schedule(config, len(data))
+  ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", max_to_keep=2)
+  writer = metrics_lib.MetricWriter(workdir / "tb")
+  figures = workdir / "figures"
+  figures.mkdir(parents=True, exist_ok=True)
+  try:
+    state = init_state(config, num_cameras)
+    resumed_from = ckpt.latest_step()
+    train_seconds = 0.0
+    if resumed_from is not None:
+      saved, meta = ckpt.restore(dataclasses.asdict(state))
+      state = StarGANState(**saved)
+      train_seconds = float(meta.get("train_seconds", 0.0))
+    start = int(state.step)
+    if start >= schedule.num_iters:
+      return {"steps": start, "num_iters": schedule.num_iters, "resumed_from": resumed_from,
+              "train_seconds": train_seconds, "num_cameras": num_cameras, "num_images": len(data)}
+
+    train_step = make_train_step(config, num_cameras, schedule)
+    translate = make_translate(config, num_cameras)
+    key = jax.random.PRNGKey(config.seed)
+    sample_real = data.test_images(data.sample_indices(config.num_sample_images))
+    n_critic = config.optim.n_critic
+
+    def save_samples(iteration):
+      fakes = np.asarray(translate(state.g_params, sample_real))
+      grid = sample_grid(sample_real, fakes)
+      Image.fromarray(grid).save(figures / f"stargan_samples_{iteration:07d}.png")
+      writer.images(iteration, {"stargan/samples": grid})
+
+    prefetch = concurrent.futures.ThreadPoolExecutor(1)
+    next_batch = prefetch.submit(data.train_batch, start)
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    session_start = time.time()
+    progress = tqdm(total=schedule.num_iters, initial=start, desc=f"stargan {dataset}",
+                    disable=not show_progress, dynamic_ncols=True)
+    last_time, last_step = time.time(), start
+    end = schedule.num_iters if stop_at is None else min(max(stop_at, start), schedule.num_iters)
+    try:
+      for iteration in range(start, end):
+        images, cameras = next_batch.result()
+        if iteration + 1 < end:
+          next_batch = prefetch.submit(data.train_batch, iteration + 1)
+        update_g = (iteration + 1) % n_critic == 0  # hhl.md §10.5
+        state, metrics = train_step(state, images, cameras, key, update_g=update_g)
+        done = iteration + 1
+        if done % config.log_every == 0 or done == schedule.num_iters:
+          metrics = jax.device_get(metrics)
+          for name, value in metrics.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+            counts[name] = counts.get(name, 0) + 1
+          if not all(np.isfinite(float(v)) for v in metrics.values()):
+            raise ReidError(f"non-finite StarGAN loss at iteration {done}: "
+                            f"{ {k: float(v) for k, v in metrics.items()} }; rerun to resume from the "
+                            f"last checkpoint ({ckpt.latest_step()}) or lower config.optim.*_lr")
+          writer.scalars(done, {k: sums[k] / counts[k] for k in sums})
+          now = time.time()
+          rate = (done - last_step) * config.batch_size / max(now - last_time, 1e-9)
+          progress.set_postfix({"D": f"{metrics['D/loss']:.3f}",
+                                "G": f"{metrics.get('G/loss', float('nan')):.3f}",
+                                "img/s": f"{rate:.1f}"})
+          progress.update(done - progress.n)
+          sums, counts, last_time, last_step = {}, {}, now, done
+        if done % config.sample_every == 0 or done == schedule.num_iters:
+          save_samples(done)
+        if done % config.checkpoint_every == 0 or done in (end, schedule.num_iters):
+          jax.block_until_ready(state)
+          seconds = train_seconds + time.time() - session_start
+          ckpt.save(done, dataclasses.asdict(state), {"step": done, "train_seconds": seconds})
+    finally:
+      progress.close()
+      prefetch.shutdown(wait=True, cancel_futures=True)
+    train_seconds += time.time() - session_start
+    return {"steps": int(state.step), "num_iters": schedule.num_iters, "resumed_from": resumed_from,
+            "train_seconds": train_seconds, "num_cameras": num_cameras, "num_images": len(data)}
+  finally:
+    writer.close()
+    ckpt.close()
+    data.close()
+
+
+# --- writing the camera-style set ---------------------------------------------------------------
+
+
+def _save_jpeg_atomic(path: Path, image: np.ndarray, quality: int) -> None:
+  """Encodes to memory, writes `.<name>.<pid>.tmp` beside `path`, then renames it over `path`."""
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  with open(tmp, "wb") as f:
+    f.write(buffer.getvalue())
+  os.replace(tmp, path)
+
+
+def load_generator(config, workdir, num_cameras: int) -> tuple[dict, int]:
+  """The latest checkpoint's generator params and its iteration."""
+  state, _ = _restore(workdir, config, num_cameras)
+  return state.g_params, int(state.step)
+
+
+def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None,
+                       checkpoint_step: int | None = None, out_dir=None,
+                       show_progress: bool = True) -> dict:
+  """Writes every training image's C fakes and MANIFEST.json; returns the manifest.
+
+  The generator is the latest checkpoint of `workdir` unless `g_params` (and `checkpoint_step`)
+  are given, e.g. imported with `stargan_models.load_torch_generator`. Resumable: files already
+  there are kept, a crash leaves no partial file under a final name. A folder begun by another
+  generator or config is refused.
+  """
+  from reid_jax.training import workdir as workdir_lib
+
+  num_cameras = datasets.get_spec(dataset).num_cameras
+  if g_params is None:
+    g_params, checkpoint_step = load_generator(config, workdir, num_cameras)
+  checkpoint_step = -1 if checkpoint_step is None else int(checkpoint_step)
+  config_hash = workdir_lib.config_sha256(config)
+  out = Path(out_dir) if out_dir is not None else paths.camstyle_dir(data_dir, dataset)
+  identity = {"checkpoint_step": checkpoint_step, "config_sha256": config_hash}
+
+  data = TrainingImages(dataset, data_dir, config)
+  try:
+    order = np.argsort(np.asarray(data.filenames, dtype=object), kind="stable")  # hhl.md §10.7
+    stems = [camstyle.stem_of(data.filenames[i]) for i in order]
+    if len(set(stems)) != len(stems):
+      raise ReidError(f"{dataset} training file names are not unique once flattened; "
+                      "the camera-style folder is flat (hhl.md §10.7)")
+    manifest = camstyle.read_manifest(out)
+    if manifest is not None:
+      _check_same_generator(out / camstyle.MANIFEST, manifest, identity)
+      if not camstyle.missing_names(out, stems, num_cameras):
+        return manifest
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / camstyle.PARTIAL
+    if partial.exists():
+      import json
+      _check_same_generator(partial, json.loads(partial.read_text()), identity)
+    else:
+      camstyle.write_json_atomic(partial, identity)
+    for stale in out.glob(".*.tmp"):  # left by an interrupted writer; never under a final name
+      stale.unlink()
+
+    present = set(os.listdir(out))
+    todo = [k for k, stem in enumerate(stems)
+            if any(camstyle.fake_name(stem, j) not in present for j in range(1, num_cameras + 1))]
+    translate = make_translate(config, num_cameras)
+    quality, quantize = config.generate.jpeg_quality, config.generate.quantize
+    batch = config.generate.batch_size
+    writers = concurrent.futures.ThreadPoolExecutor(max(1, config.data.num_workers))
+    pending = []
+    with tqdm(total=len(todo), desc=f"camstyle {dataset}", disable=not show_progress,
+              dynamic_ncols=True) as progress:
+      for begin in range(0, len(todo), batch):
+        chunk = todo[begin:begin + batch]
+        images = data.test_images(order[chunk])
+        fakes = to_uint8(translate(g_params, images), quantize)  # [C, b, H, W, 3]
+        for pending_write in pending:
+          pending_write.result()
+        pending = [writers.submit(_save_jpeg_atomic, out / camstyle.fake_name(stems[k], j + 1),
+                                  fakes[j, n], quality)
+                   for n, k in enumerate(chunk) for j in range(num_cameras)]
+        progress.update(len(chunk))
+      for pending_write in pending:
+        pending_write.result()
+    writers.shutdown()
+    missing = camstyle.missing_names(out, stems, num_cameras)
+    if missing:
+      raise ReidError(f"{out}: {len(missing)} camera-style files still missing after writing "
+                      f"(e.g. {missing[0]}); rerun to finish")
+    h, w = image_shape(config)
+    manifest = camstyle.write_manifest(
+        out, dataset=dataset, num_cameras=num_cameras, num_images=len(stems),
+        checkpoint_step=checkpoint_step, config_sha256=config_hash, image_size=[h, w],
+        format="jpeg", jpeg_quality=quality, quantize=quantize, variant=config.get("variant"))
+    partial.unlink(missing_ok=True)
+    return manifest
+  finally:
+    data.close()
+
+
+def _check_same_generator(path: Path, saved: dict, identity: dict) -> None:
+  differing = [k for k in identity if saved.get(k) != identity[k]]
+  if differing:
+    fields = "; ".join(f"{k}: {saved.get(k)} there, {identity[k]} now" for k in differing)
+    raise ReidError(f"{path.parent} holds fakes of another generator ({path.name}: {fields}); "
+                    f"delete {path.parent} to rewrite it")
