@@ -9,8 +9,9 @@ What it guarantees (design README §3, §5):
   So an interrupted and resumed run ends bit-identical to an uninterrupted one.
 - **Checkpoints** every `checkpoint_every` steps and at the end of every epoch (synchronous,
   atomic: see `checkpoint.py`).
-- **NaN/Inf guard.** A non-finite loss stops the run with a ReidError naming the step and the
-  loss; nothing after the last good checkpoint is saved, so a rerun resumes from it.
+- **NaN/Inf guard.** A non-finite loss (or non-finite updated parameters, via the step's
+  'param_norm' metric) stops the run with a ReidError naming the step and the loss; nothing after
+  the last good checkpoint is saved, so a rerun resumes from it.
 - **Progress**: tqdm on stdout (step, loss, img/s, ETA); TensorBoard scalars in `<workdir>/tb/`
   (every metric of the step, averaged over `log_every` steps, and the lr of every group).
 """
@@ -131,7 +132,7 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
   compiled_step = jit_step(train_step, mesh)
   writer = metrics_lib.MetricWriter(workdir / workdir_lib.TB_DIR)
   progress = tqdm(total=total_steps, initial=step, desc=config.description, unit="step",
-                  file=sys.stdout, dynamic_ncols=True, mininterval=1.0, disable=None)
+                  file=sys.stdout, dynamic_ncols=True, mininterval=1.0)
   window, window_start, window_steps = {}, time.perf_counter(), 0
   try:
     for epoch in range(start_epoch, config.num_epochs):
@@ -145,10 +146,13 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
         state, metrics = compiled_step(state, batch, step_rng(config.seed, step))
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
         loss = host["loss"]
-        if not math.isfinite(loss):
+        param_norm = host.get("param_norm", 0.0)
+        if not (math.isfinite(loss) and math.isfinite(param_norm)):
           kept = ckpt.latest_step()
+          what = (f"non-finite loss {loss}" if not math.isfinite(loss) else
+                  f"non-finite parameters after the update (norm {param_norm}, loss {loss})")
           raise ReidError(
-              f"non-finite loss {loss} at step {step} (epoch {epoch}); stopped without saving. "
+              f"{what} at step {step} (epoch {epoch}); stopped without saving. "
               f"Last good checkpoint: "
               f"{'step ' + str(kept) if kept is not None else 'none'} in {ckpt.directory}. "
               f"Lower the learning rate (config optim.base_lr) or check the data")

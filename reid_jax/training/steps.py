@@ -61,7 +61,8 @@ def baseline_loss_fn(model) -> LossFn:
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
   """`train_step(state, batch, rng) -> (state, metrics)` (not yet jitted; see `loop.jit_step`).
 
-  metrics always holds 'loss' and 'grad_norm' (global L2 norm of the gradient) besides what
+  metrics always holds 'loss', 'grad_norm' (global L2 norm of the gradient) and 'param_norm' (of
+  the updated parameters, which the loop's NaN/Inf guard checks before saving them) besides what
   `loss_fn` reports.
   """
 
@@ -72,7 +73,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
+               "param_norm": optax.tree.norm(params)}
     return new_state, metrics
 
   return train_step

@@ -1,0 +1,177 @@
+"""experiments.baseline / experiments.evaluate end to end, as a user runs them (subprocesses)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from reid_jax.configs import baseline as baseline_config
+from reid_jax.data import tfds_builders
+from reid_jax.training import evaluate as evaluate_lib
+from reid_jax.training import workdir as workdir_lib
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = "reid_jax/configs/baseline.py:tiny"
+# A shortened tiny run for the resume and failure tests: 2 epochs of 3 steps, small input.
+QUICK = ("--config=" + CONFIG, "--config.num_epochs=2", "--config.optim.milestones=(1,)",
+         "--config.checkpoint_every_steps=2", "--config.data.height=64", "--config.data.width=32")
+
+
+def _command(module, *flags):
+  return [sys.executable, "-m", module, *flags]
+
+
+def _run(module, *flags, timeout=900):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run(_command(module, *flags), cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def _baseline(data_dir, workdir, *extra):
+  return _run("experiments.baseline", "--src=synth_duke", "--tgt=synth_market",
+              f"--data_dir={data_dir}", f"--workdir={workdir}", *extra)
+
+
+def _one_error_line(result):
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert lines and lines[-1].startswith("error: "), result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  return lines[-1]
+
+
+def _chance_rank1(dataset, data_dir):
+  """Expected rank-1 of a random ranking: mean over queries of (#true matches / #valid gallery),
+  after the same-identity-same-camera and junk filter (about 1 / #gallery identities)."""
+  q = tfds_builders.split_labels(dataset, "query", data_dir)
+  g = tfds_builders.split_labels(dataset, "gallery", data_dir)
+  rates = []
+  for pid, camid in zip(q["pid"], q["camid"]):
+    valid = (g["pid"] != -1) & ~((g["pid"] == pid) & (g["camid"] == camid))
+    matches = valid & (g["pid"] == pid)
+    if matches.any():
+      rates.append(matches.sum() / valid.sum())
+  return float(np.mean(rates))
+
+
+@pytest.mark.slow
+def test_baseline_end_to_end_shows_domain_gap_and_evaluate_reproduces(data_dir, tmp_path):
+  workdir = tmp_path / "baseline"
+  result = _baseline(data_dir, workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "rank-1" in result.stdout and "FROM SCRATCH" in result.stdout
+  results = json.loads((workdir / "results.json").read_text())
+  assert tuple(results) == workdir_lib.RESULTS_KEYS
+  assert results["experiment"] == "baseline" and results["config"] == CONFIG
+  assert (results["src"], results["tgt"]) == ("synth_duke", "synth_market")
+  assert results["config_sha256"] == workdir_lib.config_sha256(
+      json.loads((workdir / "config.json").read_text()))
+  config = baseline_config.get_config("tiny")
+  assert results["epochs"] == config.num_epochs
+  assert results["steps"] == config.num_epochs * (
+      len(tfds_builders.split_labels("synth_duke", "train", data_dir)["pid"])
+      // config.data.batch_size)
+  for name in ("synth_market", "synth_duke"):
+    entry = results["eval"][name]
+    assert tuple(entry) == workdir_lib.EVAL_KEYS
+    assert 0 <= entry["rank1"] <= entry["rank5"] <= entry["rank10"] <= entry["rank20"] <= 1
+    assert (entry["ap"], entry["distance"], entry["rerank"]) == ("trapezoid", "sqeuclidean", False)
+  target, source = results["eval"]["synth_market"], results["eval"]["synth_duke"]
+  chance = _chance_rank1("synth_market", data_dir)
+  print(f"target rank-1 {target['rank1']:.3f} (chance {chance:.3f}), source {source['rank1']:.3f}")
+  assert target["rank1"] > 1.5 * chance
+  assert source["rank1"] > target["rank1"]
+  assert (workdir / "figures" / "rank_list_synth_market.png").stat().st_size > 0
+  assert list((workdir / "tb").glob("events.out.tfevents.*"))
+
+  evaluated = _run("experiments.evaluate", f"--workdir={workdir}", "--dataset=synth_market",
+                   f"--data_dir={data_dir}")
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  again = json.loads((workdir / "results.json").read_text())["eval"]["synth_market"]
+  for key in ("rank1", "rank5", "rank10", "rank20", "mAP"):
+    assert again[key] == pytest.approx(target[key], abs=1e-6)
+    assert f"{100 * target[key]:.1f}" in evaluated.stdout
+
+
+def _wait_for_checkpoint(process, checkpoints: Path, timeout=600):
+  start = time.time()
+  while time.time() - start < timeout:
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+      return
+    if process.poll() is not None:
+      raise AssertionError(f"run ended before a checkpoint: {process.stderr.read()[-2000:]}")
+    time.sleep(0.2)
+  raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_to_identical_results(data_dir, tmp_path):
+  whole, cut = tmp_path / "whole", tmp_path / "cut"
+  assert _baseline(data_dir, whole, *QUICK).returncode == 0
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  process = subprocess.Popen(
+      _command("experiments.baseline", "--src=synth_duke", "--tgt=synth_market",
+               f"--data_dir={data_dir}", f"--workdir={cut}", *QUICK),
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(process, cut / "checkpoints")
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (cut / "results.json").exists()
+  resumed = _baseline(data_dir, cut, *QUICK)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "resuming from the checkpoint of step" in resumed.stdout
+  a = json.loads((whole / "results.json").read_text())
+  b = json.loads((cut / "results.json").read_text())
+  assert a["eval"] == b["eval"] and a["steps"] == b["steps"]
+  assert a["config_sha256"] == b["config_sha256"]
+  (va, sa), (vb, sb) = (evaluate_lib.restore_variables(whole),
+                        evaluate_lib.restore_variables(cut))
+  assert sa == sb
+  for x, y in zip(jax.tree.leaves(va), jax.tree.leaves(vb)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_different_config_on_existing_workdir_is_refused(data_dir, tmp_path):
+  config = baseline_config.get_config("tiny")
+  config.src, config.tgt, config.config_name = "synth_duke", "synth_market", CONFIG
+  workdir_lib.prepare(tmp_path, config)
+  result = _baseline(data_dir, tmp_path, "--config=" + CONFIG, "--config.optim.base_lr=0.5",
+                     "--config.seed=3")
+  line = _one_error_line(result)
+  assert "optim.base_lr" in line and "seed" in line and "config.json" in line
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+  result = _run("experiments.baseline", "--src=duke", "--tgt=market",
+                f"--data_dir={tmp_path}", f"--workdir={tmp_path / 'w'}",
+                "--config=" + CONFIG)
+  line = _one_error_line(result)
+  assert "duke" in line and str(tmp_path) in line
+
+
+def test_evaluate_without_training_is_one_line(tmp_path):
+  result = _run("experiments.evaluate", f"--workdir={tmp_path}", "--dataset=synth_market")
+  line = _one_error_line(result)
+  assert "config.json" in line
+
+
+@pytest.mark.slow
+def test_nan_stops_with_one_line_and_keeps_good_checkpoint(data_dir, tmp_path):
+  result = _baseline(data_dir, tmp_path, *QUICK, "--config.checkpoint_every_steps=1",
+                     "--config.optim.base_lr=1e30")
+  line = _one_error_line(result)
+  assert "non-finite" in line and "at step" in line and "optim.base_lr" in line
+  assert not (tmp_path / "results.json").exists()
+  from reid_jax.training import checkpoint as checkpoint_lib
+  ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints", read_only=True)
+  for step in ckpt.all_steps():
+    tree, _ = ckpt.restore(step=step)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(tree))
