@@ -314,6 +314,10 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
   if g_pids.shape != (num_gallery,) or g_camids.shape != (num_gallery,):
     raise ValueError(f"{num_gallery} gallery features but g_pids {g_pids.shape}, g_camids "
                      f"{g_camids.shape}")
+  for name, features in (("query", qf), ("gallery", gf)):
+    if not np.isfinite(np.asarray(features)).all():
+      raise ReidError(f"{name} features contain NaN or inf: the model diverged or the checkpoint "
+                      "is corrupt; evaluate a finite checkpoint")
   accumulator = RankAccumulator(g_pids, g_camids, max_rank, ap, sort_backend)
   if rerank:
     from reid_jax.evaluation import rerank as rerank_lib  # pylint: disable=g-import-not-at-top

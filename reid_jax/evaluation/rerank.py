@@ -21,6 +21,8 @@ import numpy as np
 from reid_jax.errors import ReidError
 
 _ROW_BLOCK = 1024
+_MAX_PAIRS = 1 << 22  # Jaccard step: pairs gathered at once
+_MAX_OVERLAP_ELEMENTS = 1 << 22  # Jaccard step: float64 overlap block
 
 
 def _available_bytes():
@@ -31,8 +33,9 @@ def _available_bytes():
 
 
 def memory_estimate(num_images: int) -> int:
-  """Bytes re-ranking N images needs: the input blocks plus the normalised N x N matrix."""
-  return 2 * 4 * num_images * num_images
+  """Bytes re-ranking N images needs: the input blocks plus the normalised N x N matrix, plus
+  the bounded working set of the Jaccard step and the sparse encodings (~0.5 GiB)."""
+  return 2 * 4 * num_images * num_images + (512 << 20)
 
 
 def check_memory(num_query: int, num_gallery: int, max_bytes: int | None = None):
@@ -182,10 +185,18 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6,
   inv_indptr = np.concatenate(
       [[0], np.cumsum(np.bincount(indices[gallery_entry], minlength=num_images))])
 
+  # Query blocks bounded by the number of (query entry, gallery entry) pairs they expand to
+  # (~48 bytes each while gathered) and by the size of the dense overlap block.
+  column_nnz = np.diff(inv_indptr)
+  query_entries = slice(0, indptr[num_query])
+  pairs_per_query = np.bincount(row_of_entry[query_entries],
+                                weights=column_nnz[indices[query_entries]], minlength=num_query)
+  max_rows = max(1, _MAX_OVERLAP_ELEMENTS // max(num_gallery, 1))
   final = np.empty((num_query, num_gallery), np.float32)
-  query_block = max(1, min(num_query, (1 << 24) // max(num_gallery, 1)))
-  for start in range(0, num_query, query_block):
-    stop = min(start + query_block, num_query)
+  start = 0
+  while start < num_query:
+    cumulative = np.cumsum(pairs_per_query[start:start + max_rows])
+    stop = start + max(1, int(np.searchsorted(cumulative, _MAX_PAIRS, side="right")))
     local_rows, columns, query_values = _gather_rows(indptr, indices, data,
                                                      np.arange(start, stop))
     pair_entry, gallery_rows, gallery_values = _gather_rows(inv_indptr, inv_rows, inv_values,
@@ -198,6 +209,7 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6,
     # Step 7.
     final[start:stop] = ((1.0 - lambda_value) * jaccard
                          + lambda_value * dist[start:stop, num_query:])
+    start = stop
   return final
 
 

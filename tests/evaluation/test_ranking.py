@@ -201,3 +201,32 @@ def test_stable_argsort_rows_matches_numpy_stable_argsort():
   positive = np.abs(dist)
   np.testing.assert_array_equal(ranking.stable_argsort_rows(positive),
                                 np.argsort(positive, axis=1, kind="stable"))
+
+
+def test_evaluate_memory_is_bounded_by_the_chunk():
+  import tracemalloc
+  rng = np.random.default_rng(10)
+  num_gallery = 30000
+  gf = rng.normal(size=(num_gallery, 4)).astype(np.float32)
+  g_pids, g_cams = rng.integers(0, 50, num_gallery), rng.integers(0, 6, num_gallery)
+
+  def peak_bytes(num_query):
+    qf = rng.normal(size=(num_query, 4)).astype(np.float32)
+    q_pids, q_cams = rng.integers(0, 50, num_query), rng.integers(0, 6, num_query)
+    tracemalloc.start()
+    record = ranking.evaluate(qf, gf, q_pids, g_pids, q_cams, g_cams, chunk_size=32,
+                              sort_backend="numpy")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert record["n_valid_query"] == num_query
+    return peak
+
+  small, large = peak_bytes(200), peak_bytes(1200)
+  assert large < 1.2 * small  # does not grow with the number of queries
+  assert large < 1200 * num_gallery * 4 / 4  # a quarter of the full float32 matrix
+
+
+def test_evaluate_rejects_non_finite_features():
+  qf = np.array([[0.0, np.nan]], np.float32)
+  with pytest.raises(ReidError, match="query features contain NaN"):
+    ranking.evaluate(qf, np.zeros((3, 2)), [1], [1, 1, 2], [0], [1, 1, 1])
