@@ -6,9 +6,9 @@ Writes synthetic synth_duke and synth_market trees into a temporary data_dir, pr
 the TFDS builders, then for each dataset times `pipeline.train_batches` (thread pool, prefetch)
 against a naive single-threaded loop (read record, decode, `train_transform`, stack) over the same
 index batches, in the same process. If `reid_jax.models.resnet` exists it also times a ResNet-50
-training step (forward, backward, SGD update; 256x128, batch 32) to show how many images per
-second training consumes: the pipeline should deliver at least 3x that. Ends with one JSON line
-per comparison.
+training step (forward, backward, SGD update; 256x128, batch 32; not with --quick unless --step)
+to show how many images per second training consumes: the pipeline should deliver at least 3x
+that. Ends with one JSON line per comparison.
 """
 
 import json
@@ -25,12 +25,13 @@ from reid_jax.data import samplers
 from reid_jax.data import tfds_builders
 from reid_jax.data import transforms
 
-_QUICK = flags.DEFINE_bool("quick", False, "Fewer images, ResNet-50 step timed once.")
+_QUICK = flags.DEFINE_bool("quick", False, "320 images per run; no train step unless --step.")
 _SIZE = flags.DEFINE_string("size", "tiny", "Synthetic size to generate.")
 _THREADS = flags.DEFINE_integer("threads", 0, "Decode threads (0: 2 x CPU count, at most 8).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _IMAGES = flags.DEFINE_integer("images", 1600, "Images per timed run (quick: 320).")
-_STEP = flags.DEFINE_bool("step", True, "Also time the ResNet-50 train step.")
+_STEP = flags.DEFINE_bool("step", None, "Time the ResNet-50 train step (default: on unless --quick; "
+                         "compiling it takes about a minute on 2 cores).")
 
 HEIGHT, WIDTH = 256, 128
 
@@ -128,7 +129,9 @@ def main(argv):
                       "ratio": round(ours / naive, 3), "device": "cpu",
                       "config": f"{dataset} {_SIZE.value} {HEIGHT}x{WIDTH} b{batch} "
                                 f"threads={threads} cpus={os.cpu_count()}"})
-  if _STEP.value:
+  if _STEP.value is None and quick:
+    print("--quick: ResNet-50 train step not timed (pass --step to time it)")
+  elif _STEP.value is not False:
     step_rate = _train_step_rate(batch, 1 if quick else 3)
     if step_rate is None:
       print("reid_jax.models.resnet not available: train step not timed")

@@ -203,11 +203,13 @@ def _synthetic_expected(root: Path, msmt_train: str) -> dict:
 
 
 class _QuietTfdsNotices(logging.Filter):
-  """Drops TFDS notices that every custom-config builder triggers and that mean nothing here."""
+  """Drops TFDS's INFO chatter and the warnings every custom-config builder triggers."""
 
   _NOISE = ("Using custom data configuration", "has no dataset_info.json")
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if "tensorflow_datasets" in record.pathname and record.levelno < logging.WARNING:
+      return False
     message = record.getMessage()
     return not any(n in message for n in self._NOISE)
 

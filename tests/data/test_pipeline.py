@@ -166,3 +166,22 @@ def test_eval_batches_padding_and_order(source):
   k = 11
   np.testing.assert_array_equal(batches[1]["image"][k - 8],
                                 transforms.test_transform(source.encoded_many([k])[0], 32, 16))
+
+
+def test_batches_from_a_prepared_split(data_dir):
+  from reid_jax.data import tfds_builders
+
+  source = tfds_builders.load_split("synth_duke", "train", data_dir)
+  index_batches = samplers.pk_batches(source.labels["pid"], 8, 4, seed=0, epoch=0)[:2]
+  a = _collect(pipeline.train_batches(source, index_batches, seed=0, epoch=0, height=64, width=32,
+                                      num_threads=0))
+  b = _collect(pipeline.train_batches(source, index_batches, seed=0, epoch=0, height=64, width=32,
+                                      num_threads=3))
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x["image"], y["image"])
+  # Each image comes from the record the index names (varied Duke crop sizes, decoded from TFDS).
+  k, idx = 3, index_batches[1][3]
+  expected = transforms.train_transform(source[idx]["image"], pipeline.image_rng(0, 0, 1, k), 64, 32)
+  np.testing.assert_array_equal(a[1]["image"][k], expected)
+  labels, unique = pipeline.relabel(source.labels["pid"])
+  np.testing.assert_array_equal(unique[a[1]["label"]], source.labels["pid"][index_batches[1]])
