@@ -93,6 +93,18 @@ def config_name(spec: DatasetSpec, size: str | None = None, seed: int = 0,
   return _MSMT_CONFIG[msmt_train] if spec.layout == "msmt" else "default"
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+  """DatasetInfo that never looks for pre-computed info in the TFDS GCS bucket.
+
+  TFDS 4.9.10 calls `initialize_from_bucket` for every builder whose data is not prepared yet; it
+  leaks an empty `/tmp/tmp*tfds` folder per call even with GCS disabled, and these datasets are
+  never there.
+  """
+
+  def initialize_from_bucket(self) -> None:
+    pass
+
+
 class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared builder; subclasses fix `name` (one per dataset name)."""
 
@@ -104,7 +116,7 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return get_spec(self.name)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
+    return _LocalDatasetInfo(
         builder=self,
         description=f"{self.name} person re-identification crops (design README §4).",
         features=tfds.features.FeaturesDict({
