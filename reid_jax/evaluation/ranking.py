@@ -30,6 +30,8 @@ import numpy as np
 from jax import lax
 
 from reid_jax.errors import ReidError
+from reid_jax.evaluation import distances
+from reid_jax.evaluation import rerank as rerank_lib
 
 AP_VARIANTS = ("step", "trapezoid", "sklearn")
 JUNK_PID = -1  # arn_triplet_eval.md §3.2 rule 3; distractors (pid 0) are kept
@@ -302,8 +304,6 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
     dict with rank1, rank5, rank10, rank20, mAP, cmc (list), n_query, n_valid_query, n_gallery,
     ap, distance, rerank. Scores are fractions in [0, 1].
   """
-  from reid_jax.evaluation import distances  # pylint: disable=g-import-not-at-top
-
   _check_ap(ap)
   q_pids, q_camids = np.asarray(q_pids), np.asarray(q_camids)
   g_pids, g_camids = np.asarray(g_pids), np.asarray(g_camids)
@@ -320,7 +320,6 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
                       "is corrupt; evaluate a finite checkpoint")
   accumulator = RankAccumulator(g_pids, g_camids, max_rank, ap, sort_backend)
   if rerank:
-    from reid_jax.evaluation import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
     distmat = rerank_lib.re_ranking_features(qf, gf, k1=rerank_k1, k2=rerank_k2,
                                              lambda_value=rerank_lambda)
     for start in range(0, num_query, chunk_size):

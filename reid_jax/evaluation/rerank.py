@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from reid_jax.errors import ReidError
+from reid_jax.evaluation import distances
 
 _ROW_BLOCK = 1024
 _MAX_PAIRS = 1 << 22  # Jaccard step: pairs gathered at once
@@ -216,8 +217,6 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6,
 def re_ranking_features(qf, gf, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
                         max_bytes: int | None = None):
   """`re_ranking` from features qf `[Nq, D]`, gf `[Ng, D]` (Euclidean distances computed here)."""
-  from reid_jax.evaluation import distances  # pylint: disable=g-import-not-at-top
-
   check_memory(np.shape(qf)[0], np.shape(gf)[0], max_bytes)
   q_g = distances.compute_distance_matrix(qf, gf, "euclidean")
   q_q = distances.compute_distance_matrix(qf, qf, "euclidean")
