@@ -84,10 +84,16 @@ def test_baseline_end_to_end_shows_domain_gap_and_evaluate_reproduces(data_dir, 
     assert 0 <= entry["rank1"] <= entry["rank5"] <= entry["rank10"] <= entry["rank20"] <= 1
     assert (entry["ap"], entry["distance"], entry["rerank"]) == ("trapezoid", "sqeuclidean", False)
   target, source = results["eval"]["synth_market"], results["eval"]["synth_duke"]
-  chance = _chance_rank1("synth_market", data_dir)
-  print(f"target rank-1 {target['rank1']:.3f} (chance {chance:.3f}), source {source['rank1']:.3f}")
-  assert target["rank1"] > 1.5 * chance
-  assert source["rank1"] > target["rank1"]
+  target_chance = _chance_rank1("synth_market", data_dir)
+  source_chance = _chance_rank1("synth_duke", data_dir)
+  print(f"target rank-1 {target['rank1']:.3f} (chance {target_chance:.3f}), "
+        f"source rank-1 {source['rank1']:.3f} (chance {source_chance:.3f})")
+  # Unseen source-domain identities are retrieved well above chance, the target above chance but
+  # clearly worse (the domain gap). Measured: target 8.3 % (chance 4.8 %), source 15.7 % (4.3 %).
+  assert source["rank1"] > 2 * source_chance
+  assert target["rank1"] > 1.5 * target_chance
+  assert source["rank1"] > target["rank1"] + 0.05
+  assert source["mAP"] > target["mAP"]
   assert (workdir / "figures" / "rank_list_synth_market.png").stat().st_size > 0
   assert list((workdir / "tb").glob("events.out.tfevents.*"))
 
