@@ -16,6 +16,7 @@ def _random(key, shape):
 
 
 def _value_and_vjp(fn, x, kernel, cotangent_key=7):
+  """(y, dx, dkernel) for a random cotangent."""
   y, vjp = jax.vjp(fn, x, kernel)
   return (y, *vjp(_random(cotangent_key, y.shape)))
 
@@ -39,8 +40,9 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["matmul", "auto"])
-@pytest.mark.parametrize("h,w,k,stride,padding,dilation,cin", CONV_CASES)
+@pytest.mark.parametrize("h,w,k,stride,padding,dilation,cin,impl",
+                         [(*case, "matmul") for case in CONV_CASES]
+                         + [(*case, "auto") for case in CONV_CASES if case[2] in (3, 7)][:4])
 def test_conv2d_and_gradients_equal_xla(h, w, k, stride, padding, dilation, cin, impl):
   x, kernel = _random(0, (2, h, w, cin)), _random(1, (k, k, cin, 5))
   conv_with = lambda impl: lambda x, kernel: conv.conv2d(
@@ -109,8 +111,9 @@ def test_conv_transpose2d_matches_torch(h, w, k, stride, padding, output_padding
   np.testing.assert_allclose(y, expected, **_TOL)
 
 
-@pytest.mark.parametrize("impl", ["matmul", "auto"])
-@pytest.mark.parametrize("h,w,k,stride,padding,output_padding,cin,cout", TRANSPOSE_CASES)
+@pytest.mark.parametrize("h,w,k,stride,padding,output_padding,cin,cout,impl",
+                         [(*case, "matmul") for case in TRANSPOSE_CASES]
+                         + [(*TRANSPOSE_CASES[0], "auto")])
 def test_conv_transpose2d_gradients_equal_xla(h, w, k, stride, padding, output_padding, cin, cout,
                                               impl):
   x, kernel = _random(0, (2, h, w, cin)), _random(1, (k, k, cin, cout))

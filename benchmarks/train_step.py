@@ -1,0 +1,222 @@
+"""CPU training step: our ResNet-50 re-ID step vs the same network in PyTorch (eager and compiled).
+
+  python -m benchmarks.train_step [--quick] [--arch resnet50|resnet_small] [--batch 32]
+      [--height 256 --width 128] [--repeats 5] [--with_xla]
+
+Ours: `reid_jax.models.heads.ReIDNet(arch, num_features=0, triplet_features=0, dropout_rate=0)`
+(trunk -> pool5 -> linear classifier), the library's `steps.baseline_loss_fn` (softmax cross-entropy)
+and `steps.make_train_step` with SGD momentum 0.9, one `jax.jit` step with the state donated; convs
+via `reid_jax.models.conv` with impl='auto' (the matmul formulations on CPU). `--with_xla` also times
+the same step with every conv on `lax.conv_general_dilated` (the plain Flax baseline, slow).
+Reference: the same architecture written below in PyTorch (no torchvision), float32, channels_last,
+`torch.optim.SGD(momentum=0.9)`, eager and `torch.compile`. One process, the implementations
+alternate run by run (the CPU is shared), medians; ratio = ours / reference in images per second.
+"""
+
+import contextlib
+import functools
+import json
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+from torch import nn as tnn
+
+from reid_jax.models import conv
+from reid_jax.models import heads
+from reid_jax.models import resnet
+from reid_jax.training import state as state_lib
+from reid_jax.training import steps
+
+_QUICK = flags.DEFINE_bool("quick", False,
+                           "resnet_small at 128x64, batch 16, 3 repeats, no torch.compile (a minute).")
+_ARCH = flags.DEFINE_enum("arch", "resnet50", ["resnet50", "resnet_small"], "Trunk.")
+_BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
+_HEIGHT = flags.DEFINE_integer("height", 256, "Image height.")
+_WIDTH = flags.DEFINE_integer("width", 128, "Image width.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per implementation.")
+_WITH_XLA = flags.DEFINE_bool("with_xla", False, "Also time convs on lax.conv_general_dilated.")
+_NO_COMPILE = flags.DEFINE_bool("no_compile", False, "Skip torch.compile.")
+_NUM_CLASSES = 751  # Market-1501 training identities (hhl.md §3)
+
+_ARCHS = {"resnet50": ((3, 4, 6, 3), 64), "resnet_small": ((1, 1, 1, 1), 16)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference: torchvision's ResNet (v1.5 bottleneck) re-written, with our re-ID head.
+
+
+class TorchBottleneck(tnn.Module):
+
+  def __init__(self, cin, width, stride):
+    super().__init__()
+    out = 4 * width
+    self.conv1, self.bn1 = tnn.Conv2d(cin, width, 1, bias=False), tnn.BatchNorm2d(width)
+    self.conv2 = tnn.Conv2d(width, width, 3, stride, 1, bias=False)
+    self.bn2 = tnn.BatchNorm2d(width)
+    self.conv3, self.bn3 = tnn.Conv2d(width, out, 1, bias=False), tnn.BatchNorm2d(out)
+    self.downsample = None
+    if stride != 1 or cin != out:
+      self.downsample = tnn.Sequential(tnn.Conv2d(cin, out, 1, stride, bias=False),
+                                       tnn.BatchNorm2d(out))
+
+  def forward(self, x):
+    y = torch.relu(self.bn1(self.conv1(x)))
+    y = torch.relu(self.bn2(self.conv2(y)))
+    y = self.bn3(self.conv3(y))
+    return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class TorchReIDNet(tnn.Module):
+  """ResNet trunk -> global average pool (pool5) -> linear classifier."""
+
+  def __init__(self, stage_sizes, base_width, num_classes):
+    super().__init__()
+    layers = [tnn.Conv2d(3, base_width, 7, 2, 3, bias=False), tnn.BatchNorm2d(base_width),
+              tnn.ReLU(), tnn.MaxPool2d(3, 2, 1)]
+    cin = base_width
+    for s, blocks in enumerate(stage_sizes):
+      width = base_width * 2**s
+      for b in range(blocks):
+        layers.append(TorchBottleneck(cin, width, 2 if (b == 0 and s > 0) else 1))
+        cin = 4 * width
+    self.trunk = tnn.Sequential(*layers)
+    self.classifier = tnn.Linear(cin, num_classes)
+
+  def pool5(self, x):
+    return self.trunk(x).mean((2, 3))
+
+  def forward(self, x):
+    return self.classifier(self.pool5(x))
+
+
+def torch_model(arch, num_classes):
+  torch.manual_seed(0)
+  return TorchReIDNet(*_ARCHS[arch], num_classes).to(memory_format=torch.channels_last)
+
+
+def torch_images(batch, height, width):
+  generator = torch.Generator().manual_seed(0)
+  images = torch.randn(batch, 3, height, width, generator=generator)
+  return images.contiguous(memory_format=torch.channels_last)
+
+
+def torch_train_step(model):
+  optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+  def step(images, labels):
+    optimiser.zero_grad(set_to_none=True)
+    loss = tnn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimiser.step()
+    return loss
+
+  return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Ours.
+
+
+@contextlib.contextmanager
+def conv_impl(impl: str):
+  """Trace the trunk with every `Conv` on `impl` (benchmark-only switch; the library default is 'auto')."""
+  original = resnet.Conv
+  resnet.Conv = functools.partial(conv.Conv, impl=impl)
+  try:
+    yield
+  finally:
+    resnet.Conv = original
+
+
+def reid_net(arch):
+  return heads.ReIDNet(num_classes=_NUM_CLASSES, arch=arch, num_features=0, triplet_features=0,
+                       dropout_rate=0.0)
+
+
+def jax_train_step(arch, batch, height, width, impl):
+  """(jitted step, state, batch): the library's baseline step, SGD momentum, state donated."""
+  model = reid_net(arch)
+  images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3))
+  labels = jnp.arange(batch, dtype=jnp.int32) % _NUM_CLASSES
+  with conv_impl(impl):
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        {"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}, images)
+    tx = optax.sgd(0.01, momentum=0.9)
+    state = state_lib.create(variables["params"], variables.get("batch_stats"), tx)
+    step = jax.jit(steps.make_train_step(steps.baseline_loss_fn(model), tx), donate_argnums=0)
+    data = {"image": images, "label": labels}
+    state, _ = step(state, data, jax.random.PRNGKey(3))  # compile under the chosen impl
+  jax.block_until_ready(state)
+  return step, state, data
+
+
+def _median_rate(times, batch):
+  return batch / statistics.median(times)
+
+
+def main(argv):
+  del argv
+  arch, batch, repeats = _ARCH.value, _BATCH.value, _REPEATS.value
+  height, width = _HEIGHT.value, _WIDTH.value
+  if _QUICK.value:
+    arch, batch, repeats, height, width = "resnet_small", 16, 3, 128, 64
+  config = f"{arch} {height}x{width} b{batch} f32"
+  print(f"{config}, jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads)", flush=True)
+
+  runners = {}
+  impls = ["auto"] + (["xla"] if _WITH_XLA.value else [])
+  for impl in impls:
+    start = time.perf_counter()
+    step, state, data = jax_train_step(arch, batch, height, width, impl)
+    print(f"ours[{impl}]: compiled + first step {time.perf_counter() - start:.1f} s", flush=True)
+    holder = {"state": state}
+
+    def run_ours(step=step, holder=holder, data=data):
+      holder["state"], metrics = step(holder["state"], data, jax.random.PRNGKey(3))
+      jax.block_until_ready(metrics["loss"])
+    runners[f"ours_{impl}"] = run_ours
+
+  images = torch_images(batch, height, width)
+  labels = torch.arange(batch) % _NUM_CLASSES
+  eager_step = torch_train_step(torch_model(arch, _NUM_CLASSES))
+  runners["torch_eager_channels_last"] = lambda: eager_step(images, labels)
+  if not (_NO_COMPILE.value or _QUICK.value):
+    compiled_model = torch.compile(torch_model(arch, _NUM_CLASSES))
+    compiled_step = torch_train_step(compiled_model)
+    start = time.perf_counter()
+    compiled_step(images, labels)
+    print(f"torch.compile: compiled + first step {time.perf_counter() - start:.1f} s", flush=True)
+    runners["torch_compile_channels_last"] = lambda: compiled_step(images, labels)
+  for _ in range(2):  # warm-up: the first eager steps allocate
+    runners["torch_eager_channels_last"]()
+
+  times = {name: [] for name in runners}
+  for r in range(repeats):  # alternate implementations: the CPU is shared and load drifts
+    for name, run in runners.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+    print(f"run {r}: " + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items()), flush=True)
+
+  rates = {name: _median_rate(t, batch) for name, t in times.items()}
+  print(f"\nimages/s (median of {repeats}):")
+  for name, rate in rates.items():
+    print(f"  {name:30s} {rate:7.2f}")
+  for ours in [n for n in rates if n.startswith("ours")]:
+    for ref in [n for n in rates if n.startswith("torch")]:
+      print(json.dumps({"metric": "train_step_img_per_s", "ours": round(rates[ours], 3),
+                        "reference": ref, "reference_value": round(rates[ref], 3),
+                        "ratio": round(rates[ours] / rates[ref], 3), "device": "cpu",
+                        "config": f"{config} conv impl={ours[5:]}"}))
+
+
+if __name__ == "__main__":
+  app.run(main)
