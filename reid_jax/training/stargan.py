@@ -25,6 +25,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -144,12 +145,27 @@ def target_cameras(key, cameras_org):
   return jax.random.permutation(key, cameras_org)
 
 
+_COMPILED: dict = {}  # jitted functions by what they depend on: a resumed session reuses them
+
+
+def _cache_key(kind: str, config, *extra) -> tuple:
+  sections = {name: config[name].to_dict() for name in ("model", "loss", "optim")}
+  return (kind, json.dumps(sections, sort_keys=True), *extra)
+
+
 def make_train_step(config, num_cameras: int, schedule: Schedule):
   """`train_step(state, images, cameras, key, update_g) -> (state, metrics)`, jitted.
 
   images `[B, H, W, 3]` in [-1, 1], cameras int32 `[B]` (0-based), key: the run's base key. D is
   updated; with `update_g` (static) G is then updated against the new D (hhl.md §10.4).
   """
+  key = _cache_key("train_step", config, num_cameras, schedule)
+  if key not in _COMPILED:
+    _COMPILED[key] = _make_train_step(config, num_cameras, schedule)
+  return _COMPILED[key]
+
+
+def _make_train_step(config, num_cameras: int, schedule: Schedule):
   g, d = build_models(config, num_cameras)
   tx = _adam(config)
   loss_cfg = config.loss
@@ -203,6 +219,9 @@ def make_train_step(config, num_cameras: int, schedule: Schedule):
 
 def make_translate(config, num_cameras: int):
   """`translate(g_params, images [B, H, W, 3]) -> [C, B, H, W, 3]` in [-1, 1]: every camera's fake."""
+  key = _cache_key("translate", config, num_cameras)
+  if key in _COMPILED:
+    return _COMPILED[key]
   g, _ = build_models(config, num_cameras)
 
   @jax.jit
@@ -212,6 +231,7 @@ def make_translate(config, num_cameras: int):
       return g.apply({"params": g_params}, images, onehot)
     return jax.lax.map(one_camera, jnp.arange(num_cameras))
 
+  _COMPILED[key] = translate
   return translate
 
 
@@ -474,7 +494,6 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     out.mkdir(parents=True, exist_ok=True)
     partial = out / camstyle.PARTIAL
     if partial.exists():
-      import json
       _check_same_generator(partial, json.loads(partial.read_text()), identity)
     else:
       camstyle.write_json_atomic(partial, identity)
@@ -497,9 +516,9 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
         fakes = to_uint8(translate(g_params, images), quantize)  # [C, b, H, W, 3]
         for pending_write in pending:
           pending_write.result()
-        pending = [writers.submit(_save_jpeg_atomic, out / camstyle.fake_name(stems[k], j + 1),
-                                  fakes[j, n], quality)
-                   for n, k in enumerate(chunk) for j in range(num_cameras)]
+        pending = [writers.submit(_save_jpeg_atomic, out / name, fakes[j, n], quality)
+                   for n, k in enumerate(chunk) for j in range(num_cameras)
+                   if (name := camstyle.fake_name(stems[k], j + 1)) not in present]
         progress.update(len(chunk))
       for pending_write in pending:
         pending_write.result()
