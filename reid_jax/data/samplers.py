@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reid_jax.data.camstyle import fake_name
 from reid_jax.errors import ReidError
 
 
@@ -129,19 +130,6 @@ def pk_batches(pids, batch_size: int, num_instances: int, seed: int, epoch: int,
 
 # ---------------------------------------------------------------------------------------------
 # Target stream with camera-style files (hhl.md §5, §10.7).
-
-try:  # engineer F's naming module, when present
-  from reid_jax.data.camstyle import fake_name as _fake_name
-except ImportError:  # pragma: no cover - depends on which modules exist
-  _fake_name = None
-
-
-def fake_name(stem: str, camera: int) -> str:
-  """`<stem>_fake_<camera>.jpg`, camera 1-based (hhl.md §10.7)."""
-  if _fake_name is not None:
-    return _fake_name(stem, camera)
-  return f"{stem}_fake_{camera}.jpg"
-
 
 def camstyle_files(filenames: Sequence[str], folder, num_cameras: int) -> np.ndarray:
   """`[N, C]` paths of the C camera-style versions of every image, camera j = 1..C in column j-1."""
