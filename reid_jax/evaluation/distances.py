@@ -28,21 +28,6 @@ def l2_normalize(features, axis: int = -1, eps: float = NORM_EPS):
   return (features / np.sqrt(norm2)).astype(np.float32)
 
 
-def flip_average(features, mirrored_features, normalize: bool = True):
-  """Test-time flip augmentation: mean of an image's features and its mirror's, `[N, D]` each.
-
-  With normalize (the default) the mean is L2-normalised again, so it can stand in for an
-  L2-normalised descriptor (hhl.md §8). To average already-normalised descriptors, pass those.
-  """
-  features = np.asarray(features, np.float32)
-  mirrored_features = np.asarray(mirrored_features, np.float32)
-  if features.shape != mirrored_features.shape:
-    raise ValueError(f"features {features.shape} and mirrored features "
-                     f"{mirrored_features.shape} differ in shape")
-  mean = 0.5 * (features + mirrored_features)
-  return l2_normalize(mean) if normalize else mean
-
-
 def _check_metric(metric):
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")

@@ -56,16 +56,8 @@ def test_sqeuclidean_and_euclidean_rank_the_same():
   assert a["mAP"] == b["mAP"] and a["cmc"] == b["cmc"]
 
 
-def test_l2_normalize_and_flip_average():
+def test_l2_normalize():
   rng = np.random.default_rng(3)
   x = rng.normal(size=(5, 7)).astype(np.float32)
   np.testing.assert_allclose(np.linalg.norm(distances.l2_normalize(x), axis=1), 1, rtol=1e-6)
   np.testing.assert_array_equal(distances.l2_normalize(np.zeros((2, 3))), 0)  # no NaN at 0
-  mirrored = rng.normal(size=(5, 7)).astype(np.float32)
-  combined = distances.flip_average(x, mirrored)
-  mean = (x + mirrored) / 2
-  np.testing.assert_allclose(combined, mean / np.linalg.norm(mean, axis=1, keepdims=True),
-                             rtol=1e-6)
-  np.testing.assert_allclose(distances.flip_average(x, mirrored, normalize=False), mean)
-  with pytest.raises(ValueError):
-    distances.flip_average(x, mirrored[:4])
