@@ -283,20 +283,30 @@ def _conv_transpose_bwd(geo, plan, out_shape, residuals, g):
 _conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
-def _auto_plan(geo: _Geometry) -> _Plan:
-  """Per-operation choice on the CPU backend (benchmarks/conv_layers.py, conv.py module docstring)."""
+def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
+  """Per-operation choice on the CPU backend, from benchmarks/conv_layers.py (ResNet-50 256x128 b32).
+
+  1x1: all three as dots (XLA's conv is 1-6x slower forward, 2-8x on the weight gradient). kxk:
+  forward on XLA's conv at stride 1 (building the patches costs more than it saves: layer1 3x3
+  38 vs 52 ms), on the RGB stem and at 4x4/2 (StarGAN: 0.8-0.9x as matmuls), as matmuls for
+  strided 3x3 (layer2-4 3x3/2: 1.2-1.5x faster);
+  input gradient on XLA's conv at stride 1 (it is a plain conv) and col2im at stride > 1 (XLA's
+  lhs-dilated conv is slow: layer2 3x3/2 69 vs 40 ms; also the forward of a transposed conv);
+  weight gradient always as matmuls (1.5-3.4x faster).
+  """
   if geo.pointwise:
     return _Plan("matmul", "matmul", "matmul")
-  input_grad = "xla" if geo.strides == (1, 1) else "matmul"
-  return _Plan("xla", input_grad, "matmul")
+  strided = geo.strides != (1, 1)
+  forward = "matmul" if strided and geo.kernel == (3, 3) and in_channels >= 16 else "xla"
+  return _Plan(forward, "matmul" if strided else "xla", "matmul")
 
 
-def _plan(impl: str, geo: _Geometry) -> _Plan | None:
+def _plan(impl: str, geo: _Geometry, in_channels: int) -> _Plan | None:
   """None means plain `lax.conv_general_dilated` with JAX's own autodiff."""
   if impl not in IMPLS:
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
   if impl == "auto":
-    return _auto_plan(geo) if jax.default_backend() == "cpu" else None
+    return _auto_plan(geo, in_channels) if jax.default_backend() == "cpu" else None
   return None if impl == "xla" else _Plan("matmul", "matmul", "matmul")
 
 
@@ -306,7 +316,7 @@ def conv2d(x, kernel, *, strides=1, padding=0, dilation=1, groups=1, impl="auto"
   `padding` is an int or (ph, pw), applied symmetrically like PyTorch. `impl`: see module docstring.
   """
   geo = _Geometry(tuple(kernel.shape[:2]), _pair(strides), _pair(padding), _pair(dilation))
-  plan = _plan(impl, geo)
+  plan = _plan(impl, geo, x.shape[-1])
   if plan is None or groups != 1:
     (ph, pw) = geo.padding
     return lax.conv_general_dilated(
@@ -325,7 +335,7 @@ def conv_transpose2d(x, kernel, *, strides=1, padding=0, output_padding=0, impl=
   kh, kw = kernel.shape[:2]
   (sh, sw), (ph, pw), (oph, opw) = _pair(strides), _pair(padding), _pair(output_padding)
   geo = _Geometry((kh, kw), (sh, sw), (ph, pw), (1, 1))
-  plan = _plan(impl, geo)
+  plan = _plan(impl, geo, kernel.shape[3])  # the plan's forward runs on the Cout-channel cotangent
   if plan is None:
     flipped = kernel[::-1, ::-1]  # scatter with kernel == gather with the flipped kernel
     return lax.conv_general_dilated(
