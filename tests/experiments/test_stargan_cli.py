@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reid_jax import paths
 from reid_jax.data import camstyle
 
@@ -23,6 +25,7 @@ def _run(*args):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_trains_writes_and_skips_on_rerun(data_dir, tmp_path):
   # A private data_dir sharing the session's raw tree: the camera-style set written here must not
   # appear in the session data_dir that other tests read.
