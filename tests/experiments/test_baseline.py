@@ -14,14 +14,17 @@ import pytest
 
 from reid_jax.configs import baseline as baseline_config
 from reid_jax.data import tfds_builders
+from reid_jax.evaluation import ranking
 from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import workdir as workdir_lib
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "reid_jax/configs/baseline.py:tiny"
-# A shortened tiny run for the resume and failure tests: 2 epochs of 3 steps, small input.
-QUICK = ("--config=" + CONFIG, "--config.num_epochs=2", "--config.optim.milestones=(1,)",
-         "--config.checkpoint_every_steps=2", "--config.data.height=64", "--config.data.width=32")
+# A shortened run on the tiny world (conftest's data_dir) for the resume and failure tests:
+# 2 epochs of 3 steps, small input.
+QUICK = ("--config=" + CONFIG, "--config.data.synthetic_size=tiny", "--config.num_epochs=2",
+         "--config.optim.milestones=(1,)", "--config.checkpoint_every_steps=2",
+         "--config.data.height=64", "--config.data.width=32")
 
 
 def _command(module, *flags):
@@ -47,18 +50,27 @@ def _one_error_line(result):
   return lines[-1]
 
 
-def _chance_rank1(dataset, data_dir):
-  """Expected rank-1 of a random ranking: mean over queries of (#true matches / #valid gallery),
-  after the same-identity-same-camera and junk filter (about 1 / #gallery identities)."""
-  q = tfds_builders.split_labels(dataset, "query", data_dir)
-  g = tfds_builders.split_labels(dataset, "gallery", data_dir)
+def _chance(dataset, data_dir, size, draws=16):
+  """`(rank1, mAP)` of a random ranking under the evaluation protocol.
+
+  rank-1 exactly: the mean over queries of #true matches / #valid gallery images, after the
+  same-identity-same-camera and junk filter (about 1 / #gallery identities). mAP: the evaluator's
+  mean over `draws` rankings by random descriptors (its spread over draws is ~5 % of its value).
+  """
+  q = tfds_builders.split_labels(dataset, "query", data_dir, size=size)
+  g = tfds_builders.split_labels(dataset, "gallery", data_dir, size=size)
   rates = []
   for pid, camid in zip(q["pid"], q["camid"]):
     valid = (g["pid"] != -1) & ~((g["pid"] == pid) & (g["camid"] == camid))
     matches = valid & (g["pid"] == pid)
     if matches.any():
       rates.append(matches.sum() / valid.sum())
-  return float(np.mean(rates))
+  rng = np.random.default_rng(0)
+  maps = [ranking.evaluate(rng.normal(size=(len(q["pid"]), 8)).astype(np.float32),
+                           rng.normal(size=(len(g["pid"]), 8)).astype(np.float32),
+                           q["pid"], g["pid"], q["camid"], g["camid"], metric="sqeuclidean",
+                           ap="trapezoid", rerank=False)["mAP"] for _ in range(draws)]
+  return float(np.mean(rates)), float(np.mean(maps))
 
 
 @pytest.mark.slow
@@ -74,9 +86,10 @@ def test_baseline_end_to_end_shows_domain_gap_and_evaluate_reproduces(data_dir, 
   assert results["config_sha256"] == workdir_lib.config_sha256(
       json.loads((workdir / "config.json").read_text()))
   config = baseline_config.get_config("tiny")
+  size = config.data.synthetic_size
   assert results["epochs"] == config.num_epochs
   assert results["steps"] == config.num_epochs * (
-      len(tfds_builders.split_labels("synth_duke", "train", data_dir)["pid"])
+      len(tfds_builders.split_labels("synth_duke", "train", data_dir, size=size)["pid"])
       // config.data.batch_size)
   for name in ("synth_market", "synth_duke"):
     entry = results["eval"][name]
@@ -84,16 +97,19 @@ def test_baseline_end_to_end_shows_domain_gap_and_evaluate_reproduces(data_dir, 
     assert 0 <= entry["rank1"] <= entry["rank5"] <= entry["rank10"] <= entry["rank20"] <= 1
     assert (entry["ap"], entry["distance"], entry["rerank"]) == ("trapezoid", "sqeuclidean", False)
   target, source = results["eval"]["synth_market"], results["eval"]["synth_duke"]
-  target_chance = _chance_rank1("synth_market", data_dir)
-  source_chance = _chance_rank1("synth_duke", data_dir)
-  print(f"target rank-1 {target['rank1']:.3f} (chance {target_chance:.3f}), "
-        f"source rank-1 {source['rank1']:.3f} (chance {source_chance:.3f})")
-  # Unseen source-domain identities are retrieved well above chance, the target above chance but
-  # clearly worse (the domain gap). Measured: target 8.3 % (chance 4.8 %), source 15.7 % (4.3 %).
-  assert source["rank1"] > 2 * source_chance
-  assert target["rank1"] > 1.5 * target_chance
-  assert source["rank1"] > target["rank1"] + 0.05
-  assert source["mAP"] > target["mAP"]
+  target_rank1, target_map = _chance("synth_market", data_dir, size)
+  source_rank1, source_map = _chance("synth_duke", data_dir, size)
+  print(f"target rank-1 {target['rank1']:.3f} mAP {target['mAP']:.3f} (chance {target_rank1:.3f}"
+        f" / {target_map:.3f}); source rank-1 {source['rank1']:.3f} mAP {source['mAP']:.3f} "
+        f"(chance {source_rank1:.3f} / {source_map:.3f})")
+  # Unseen source-domain identities are retrieved far above chance; the target several times
+  # above chance but much worse than the source (the domain gap). Measured, seeds 0-2 (%):
+  # target rank-1 4.2-4.7, mAP 3.7-4.1 (chance 0.7 / 0.9); source 10.4-11.7, 11.4-13.1 (0.8 /
+  # 1.0). The bounds sit at about half the weakest seed's margin.
+  assert source["rank1"] > 5 * source_rank1 and source["mAP"] > 5 * source_map
+  assert target["rank1"] > 3 * target_rank1 and target["mAP"] > 2 * target_map
+  assert source["rank1"] > target["rank1"] + 0.03
+  assert source["mAP"] > 1.5 * target["mAP"]
   assert (workdir / "figures" / "rank_list_synth_market.png").stat().st_size > 0
   assert list((workdir / "tb").glob("events.out.tfevents.*"))
 
