@@ -77,7 +77,8 @@ def get_config(arg=None):
     # synth_market, 0.8 / 1.0 on synth_duke):
     #   synth_market (target) 4.7 / 3.8, 4.2 / 4.1, 4.7 / 3.7
     #   synth_duke (source)  10.7 / 12.7, 10.4 / 11.4, 11.7 / 13.1
-    # 65-100 s of training, 80-120 s wall (+ about 35 s generating both worlds on first use).
+    # 65-105 s of training; 80-120 s wall with the data prepared, 186 s on a fresh data_dir
+    # (both worlds generated and prepared first), on 2 shared cores.
     config.model.arch = "resnet_small"
     config.model.num_features = 128
     config.data.synthetic_size = "small"
