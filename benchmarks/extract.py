@@ -21,8 +21,9 @@ import jax
 import torch
 
 from benchmarks import train_step as bench
+from reid_jax.models import conv
 
-# The flags (--quick --arch --batch --height --width --repeats --with_xla) are benchmarks.train_step's;
+# The flags (--quick --arch --batch --height --width --repeats --with_xla --retain_memory) are benchmarks.train_step's;
 # --batch defaults to 128 here, --quick means resnet_small at 128x64, batch 32, no torch.compile.
 _QUICK, _ARCH, _BATCH, _HEIGHT, _WIDTH, _REPEATS, _WITH_XLA = (
     bench._QUICK, bench._ARCH, bench._BATCH, bench._HEIGHT, bench._WIDTH, bench._REPEATS,
@@ -42,11 +43,12 @@ def jax_extractor(arch, batch, height, width, impl):
 
 def main(argv):
   del argv
+  retained = bench._RETAIN_MEMORY.value and conv.retain_freed_memory()  # before JAX's threads
   arch, batch, repeats = _ARCH.value, _BATCH.value, _REPEATS.value
   height, width = _HEIGHT.value, _WIDTH.value
   if _QUICK.value:
     arch, batch, repeats, height, width = "resnet_small", 32, 3, 128, 64
-  config = f"{arch} {height}x{width} b{batch} f32 eval pool5"
+  config = f"{arch} {height}x{width} b{batch} f32 eval pool5{' retained heap' if retained else ''}"
   print(f"{config}, jax {jax.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)", flush=True)
 

@@ -1,7 +1,7 @@
 """CPU training step: our ResNet-50 re-ID step vs the same network in PyTorch (eager and compiled).
 
   python -m benchmarks.train_step [--quick] [--arch resnet50|resnet_small] [--batch 32]
-      [--height 256 --width 128] [--repeats 5] [--with_xla]
+      [--height 256 --width 128] [--repeats 5] [--with_xla] [--noretain_memory]
 
 Ours: `reid_jax.models.heads.ReIDNet(arch, num_features=0, triplet_features=0, dropout_rate=0)`
 (trunk -> pool5 -> linear classifier), the library's `steps.baseline_loss_fn` (softmax cross-entropy)
@@ -43,6 +43,8 @@ _WIDTH = flags.DEFINE_integer("width", 128, "Image width.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per implementation.")
 _WITH_XLA = flags.DEFINE_bool("with_xla", False, "Also time convs on lax.conv_general_dilated.")
 _NO_COMPILE = flags.DEFINE_bool("no_compile", False, "Skip torch.compile.")
+_RETAIN_MEMORY = flags.DEFINE_bool(
+    "retain_memory", True, "conv.retain_freed_memory() first (both sides share the allocator).")
 _NUM_CLASSES = 751  # Market-1501 training identities (hhl.md §3)
 
 _ARCHS = {"resnet50": ((3, 4, 6, 3), 64), "resnet_small": ((1, 1, 1, 1), 16)}
@@ -163,11 +165,12 @@ def _median_rate(times, batch):
 
 def main(argv):
   del argv
+  retained = _RETAIN_MEMORY.value and conv.retain_freed_memory()  # before JAX starts its threads
   arch, batch, repeats = _ARCH.value, _BATCH.value, _REPEATS.value
   height, width = _HEIGHT.value, _WIDTH.value
   if _QUICK.value:
     arch, batch, repeats, height, width = "resnet_small", 16, 3, 128, 64
-  config = f"{arch} {height}x{width} b{batch} f32"
+  config = f"{arch} {height}x{width} b{batch} f32{' retained heap' if retained else ''}"
   print(f"{config}, jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)", flush=True)
 
