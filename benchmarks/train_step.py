@@ -16,6 +16,7 @@ alternate run by run (the CPU is shared), medians; ratio = ours / reference in i
 import contextlib
 import functools
 import json
+import resource
 import statistics
 import time
 
@@ -202,17 +203,21 @@ def main(argv):
     runners["torch_eager_channels_last"]()
 
   times = {name: [] for name in runners}
+  cpu_times = {name: [] for name in runners}  # process user+sys: less sensitive to other load
   for r in range(repeats):  # alternate implementations: the CPU is shared and load drifts
     for name, run in runners.items():
-      start = time.perf_counter()
+      start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
       run()
       times[name].append(time.perf_counter() - start)
-    print(f"run {r}: " + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items()), flush=True)
+      after = resource.getrusage(resource.RUSAGE_SELF)
+      cpu_times[name].append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
+    print(f"run {r}: " + "  ".join(f"{n} {t[-1]:.2f}s (cpu {cpu_times[n][-1]:.1f}s)"
+                                   for n, t in times.items()), flush=True)
 
   rates = {name: _median_rate(t, batch) for name, t in times.items()}
-  print(f"\nimages/s (median of {repeats}):")
+  print(f"\nimages/s (median of {repeats}), and images per CPU-second (busy-waiting threads count):")
   for name, rate in rates.items():
-    print(f"  {name:30s} {rate:7.2f}")
+    print(f"  {name:30s} {rate:7.2f}   {_median_rate(cpu_times[name], batch):7.2f}")
   for ours in [n for n in rates if n.startswith("ours")]:
     for ref in [n for n in rates if n.startswith("torch")]:
       print(json.dumps({"metric": "train_step_img_per_s", "ours": round(rates[ours], 3),
