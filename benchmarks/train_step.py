@@ -11,6 +11,9 @@ the same step with every conv on `lax.conv_general_dilated` (the plain Flax base
 Reference: the same architecture written below in PyTorch (no torchvision), float32, channels_last,
 `torch.optim.SGD(momentum=0.9)`, eager and `torch.compile`. One process, the implementations
 alternate run by run (the CPU is shared), medians; ratio = ours / reference in images per second.
+`conv.retain_freed_memory()` is called first (process-wide, so torch gets it too; --noretain_memory
+to compare). Images per CPU-second (process user+sys) are printed too: under heavy load wall times
+mostly measure the other processes.
 """
 
 import contextlib
