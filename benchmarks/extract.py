@@ -21,7 +21,7 @@ import jax
 import torch
 
 from benchmarks import train_step as bench
-from reid_jax.models import conv
+from reid_jax import runtime
 
 # The flags (--quick --arch --batch --height --width --repeats --with_xla --retain_memory) are benchmarks.train_step's;
 # --batch defaults to 128 here, --quick means resnet_small at 128x64, batch 32, no torch.compile.
@@ -43,7 +43,7 @@ def jax_extractor(arch, batch, height, width, impl):
 
 def main(argv):
   del argv
-  retained = bench._RETAIN_MEMORY.value and conv.retain_freed_memory()  # before JAX's threads
+  retained = bench._RETAIN_MEMORY.value and runtime.retain_freed_memory()  # before JAX's threads
   arch, batch, repeats = _ARCH.value, _BATCH.value, _REPEATS.value
   height, width = _HEIGHT.value, _WIDTH.value
   if _QUICK.value:

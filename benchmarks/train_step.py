@@ -11,7 +11,7 @@ the same step with every conv on `lax.conv_general_dilated` (the plain Flax base
 Reference: the same architecture written below in PyTorch (no torchvision), float32, channels_last,
 `torch.optim.SGD(momentum=0.9)`, eager and `torch.compile`. One process, the implementations
 alternate run by run (the CPU is shared), medians; ratio = ours / reference in images per second.
-`conv.retain_freed_memory()` is called first (process-wide, so torch gets it too; --noretain_memory
+`runtime.retain_freed_memory()` is called first (process-wide, so torch gets it too; --noretain_memory
 to compare). Images per CPU-second (process user+sys) are printed too: under heavy load wall times
 mostly measure the other processes.
 """
@@ -32,6 +32,7 @@ import optax
 import torch
 from torch import nn as tnn
 
+from reid_jax import runtime
 from reid_jax.models import conv
 from reid_jax.models import heads
 from reid_jax.models import resnet
@@ -48,7 +49,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per implementation.")
 _WITH_XLA = flags.DEFINE_bool("with_xla", False, "Also time convs on lax.conv_general_dilated.")
 _NO_COMPILE = flags.DEFINE_bool("no_compile", False, "Skip torch.compile.")
 _RETAIN_MEMORY = flags.DEFINE_bool(
-    "retain_memory", True, "conv.retain_freed_memory() first (both sides share the allocator).")
+    "retain_memory", True, "runtime.retain_freed_memory() first (both sides share the allocator).")
 _NUM_CLASSES = 751  # Market-1501 training identities (hhl.md §3)
 
 _ARCHS = {"resnet50": ((3, 4, 6, 3), 64), "resnet_small": ((1, 1, 1, 1), 16)}
@@ -169,7 +170,7 @@ def _median_rate(times, batch):
 
 def main(argv):
   del argv
-  retained = _RETAIN_MEMORY.value and conv.retain_freed_memory()  # before JAX starts its threads
+  retained = _RETAIN_MEMORY.value and runtime.retain_freed_memory()  # before JAX starts its threads
   arch, batch, repeats = _ARCH.value, _BATCH.value, _REPEATS.value
   height, width = _HEIGHT.value, _WIDTH.value
   if _QUICK.value:

@@ -5,14 +5,17 @@ import sys
 from absl import app
 from absl import flags
 
+from reid_jax import runtime
 from reid_jax.errors import ReidError
 
 
 def run(main):
   """`absl.app.run(main)`, with expected failures printed as one line and exit status 1.
 
-  Usage errors (bad flags) keep absl's exit status 2.
+  Usage errors (bad flags) exit with status 2. On glibc, freed memory is kept in the process
+  (`runtime.retain_freed_memory`), before JAX starts its backend.
   """
+  runtime.retain_freed_memory()
 
   def guarded_main(argv):
     try:

@@ -183,8 +183,8 @@ def test_retain_freed_memory_reuses_pages_in_a_fresh_process():
   import sys
   script = """
 import ctypes, resource
-from reid_jax.models import conv
-retained = conv.retain_freed_memory()
+from reid_jax import runtime
+retained = runtime.retain_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
