@@ -11,7 +11,6 @@ alternating runs, medians; ratio = ours / reference in images per second.
 """
 
 import functools
-import json
 import statistics
 import time
 
@@ -20,6 +19,7 @@ from absl import flags
 import jax
 import torch
 
+from benchmarks import report
 from benchmarks import train_step as bench
 from reid_jax import runtime
 
@@ -87,10 +87,8 @@ def main(argv):
     print(f"  {name:30s} {rate:7.2f}")
   for ours in [n for n in rates if n.startswith("ours")]:
     for ref in [n for n in rates if n.startswith("torch")]:
-      print(json.dumps({"metric": "extract_img_per_s", "ours": round(rates[ours], 3),
-                        "reference": ref, "reference_value": round(rates[ref], 3),
-                        "ratio": round(rates[ours] / rates[ref], 3), "device": "cpu",
-                        "config": f"{config} conv impl={ours[5:]}"}))
+      print(report.comparison("extract_img_per_s", rates[ours], ref, rates[ref],
+                              f"{config} conv impl={ours[5:]}"))
 
 
 if __name__ == "__main__":

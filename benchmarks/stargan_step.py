@@ -11,7 +11,6 @@ faster). The last lines are one JSON object per comparison.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks import report  # noqa: E402
 from reid_jax.configs import stargan as stargan_config  # noqa: E402
 from reid_jax.training import stargan  # noqa: E402
 
@@ -185,10 +185,8 @@ def main():
   for name, t_ours, t_ref in rows:
     print(f"{name:<18}{t_ours:>10.3f}{t_ref:>11.3f}{t_ref / t_ours:>8.2f}")
   for name, t_ours, t_ref in rows:
-    print(json.dumps({"metric": f"stargan_{name}", "ours": round(t_ours, 4),
-                      "reference": "torch_eager_nchw", "reference_value": round(t_ref, 4),
-                      "ratio": round(t_ref / t_ours, 3), "device": "cpu",
-                      "config": f"{setting} conv_impl={args.conv_impl}"}))
+    print(report.comparison(f"stargan_{name}", t_ours, "torch_eager_nchw", t_ref,
+                            f"{setting} conv_impl={args.conv_impl}", lower_is_better=True))
 
 
 if __name__ == "__main__":

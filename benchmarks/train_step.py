@@ -18,7 +18,6 @@ mostly measure the other processes.
 
 import contextlib
 import functools
-import json
 import resource
 import statistics
 import time
@@ -32,6 +31,7 @@ import optax
 import torch
 from torch import nn as tnn
 
+from benchmarks import report
 from reid_jax import runtime
 from reid_jax.models import conv
 from reid_jax.models import heads
@@ -224,10 +224,8 @@ def main(argv):
     print(f"  {name:30s} {rate:7.2f}   {_median_rate(cpu_times[name], batch):7.2f}")
   for ours in [n for n in rates if n.startswith("ours")]:
     for ref in [n for n in rates if n.startswith("torch")]:
-      print(json.dumps({"metric": "train_step_img_per_s", "ours": round(rates[ours], 3),
-                        "reference": ref, "reference_value": round(rates[ref], 3),
-                        "ratio": round(rates[ours] / rates[ref], 3), "device": "cpu",
-                        "config": f"{config} conv impl={ours[5:]}"}))
+      print(report.comparison("train_step_img_per_s", rates[ours], ref, rates[ref],
+                              f"{config} conv impl={ours[5:]}"))
 
 
 if __name__ == "__main__":
