@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from reid_jax import atomic_io
 from reid_jax import paths
 from reid_jax.errors import ReidError
 
@@ -44,11 +45,6 @@ def missing_names(folder, stems: Iterable[str], num_cameras: int) -> list[str]:
   return [name for name in expected_names(stems, num_cameras) if name not in present]
 
 
-def write_json_atomic(path, data) -> None:
-  from reid_jax.training import workdir  # lazy: keep this module importable on its own
-  workdir.write_json_atomic(path, data)
-
-
 def write_manifest(folder, *, dataset: str, num_cameras: int, num_images: int,
                    checkpoint_step: int, config_sha256: str, **extra: Any) -> dict:
   """Writes MANIFEST.json (atomically; call it after the last fake) and returns its content."""
@@ -62,7 +58,7 @@ def write_manifest(folder, *, dataset: str, num_cameras: int, num_images: int,
       "config_sha256": config_sha256,
       **extra,
   }
-  write_json_atomic(Path(folder) / MANIFEST, manifest)
+  atomic_io.write_json(Path(folder) / MANIFEST, manifest)
   return manifest
 
 

@@ -3,12 +3,11 @@ red = different identity (design README §5 `figures/`).
 
 The gallery list follows the evaluator's rules (arn_triplet_eval.md §3.2): stable sort by
 distance, same identity + same camera and junk (pid -1) left out, distractors kept. Rendered with
-matplotlib's Agg canvas (no display, no pyplot state) and written atomically (temp file in the
-same folder, then `os.replace`), so a reader never sees half a PNG.
+matplotlib's Agg canvas (no display, no pyplot state) and written atomically
+(`reid_jax.atomic_io`), so a reader never sees half a PNG.
 """
 
-import os
-import tempfile
+import io
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -16,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from reid_jax import atomic_io
 from reid_jax.evaluation import ranking
 
 GREEN = (0, 170, 0)  # correct match
@@ -110,16 +110,7 @@ def save_rank_lists(path, query_images: ImageSource, gallery_images: ImageSource
   for x, y, caption in captions:
     figure.text(x / width, 1.0 - y / height, caption, ha="center", va="center", fontsize=6)
 
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(prefix=".rank_list.", suffix=".png", dir=folder)
-  try:
-    with os.fdopen(handle, "wb") as stream:
-      figure.savefig(stream, format="png", dpi=dpi)
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.unlink(temporary)
-    raise
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=dpi)
+  atomic_io.write_bytes(path, buffer.getvalue())
   return path

@@ -39,6 +39,7 @@ import optax
 from PIL import Image
 from tqdm import tqdm
 
+from reid_jax import atomic_io
 from reid_jax import paths
 from reid_jax.data import camstyle
 from reid_jax.data import datasets
@@ -444,13 +445,10 @@ def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None
 
 
 def _save_jpeg_atomic(path: Path, image: np.ndarray, quality: int) -> None:
-  """Encodes to memory, writes `.<name>.<pid>.tmp` beside `path`, then renames it over `path`."""
+  """Encodes to memory, then writes atomically: an interrupted run never leaves a truncated JPEG."""
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  with open(tmp, "wb") as f:
-    f.write(buffer.getvalue())
-  os.replace(tmp, path)
+  atomic_io.write_bytes(path, buffer.getvalue())
 
 
 def load_generator(config, workdir, num_cameras: int) -> tuple[dict, int]:
@@ -496,7 +494,7 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     if partial.exists():
       _check_same_generator(partial, json.loads(partial.read_text()), identity)
     else:
-      camstyle.write_json_atomic(partial, identity)
+      atomic_io.write_json(partial, identity)
     for stale in out.glob(".*.tmp"):  # left by an interrupted writer; never under a final name
       stale.unlink()
 

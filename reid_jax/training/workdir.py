@@ -11,13 +11,12 @@ on an existing workdir, and the atomically written results.json.
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import jax
 
+from reid_jax import atomic_io
 from reid_jax.errors import ReidError
 
 CONFIG_FILE = "config.json"
@@ -37,15 +36,7 @@ def config_to_dict(config) -> dict:
   """A ConfigDict (or mapping) as plain JSON data: tuples become lists, keys stay sorted."""
   if hasattr(config, "to_dict"):
     config = config.to_dict()
-  return json.loads(json.dumps(config, sort_keys=True, default=_json_default))
-
-
-def _json_default(value):
-  if hasattr(value, "tolist"):
-    return value.tolist()
-  if isinstance(value, Path):
-    return str(value)
-  raise TypeError(f"config value {value!r} of type {type(value).__name__} is not JSON data")
+  return json.loads(atomic_io.json_text(config, sort_keys=True))
 
 
 def config_sha256(config) -> str:
@@ -106,7 +97,7 @@ def prepare(workdir, config, ignore: tuple[str, ...] = ()) -> Path:
           f"workdir {workdir} was made with a different config ({CONFIG_FILE}); differing fields: "
           f"{fields}. Rerun with the saved config or choose another --workdir")
     return workdir
-  write_json_atomic(path, current)
+  atomic_io.write_json(path, current)
   return workdir
 
 
@@ -116,24 +107,6 @@ def load_config(workdir) -> dict:
   if not path.exists():
     raise ReidError(f"{path} not found: {workdir} is not a training workdir (train first)")
   return json.loads(path.read_text())
-
-
-def write_json_atomic(path, data) -> None:
-  """Writes JSON to a temporary file beside `path`, fsyncs it and renames it over `path`."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def versions() -> dict[str, str]:
@@ -174,7 +147,7 @@ def write_results(workdir, *, experiment: str, variant: str, src: str, tgt: str 
       "eval": {name: dict(entry) for name, entry in eval.items()},
   }
   results.update(extra)
-  write_json_atomic(Path(workdir) / RESULTS_FILE, results)
+  atomic_io.write_json(Path(workdir) / RESULTS_FILE, results)
   return results
 
 
@@ -189,5 +162,5 @@ def update_eval(workdir, dataset: str, entry: Mapping[str, Any], key: str | None
   if results is None:
     raise ReidError(f"{Path(workdir) / RESULTS_FILE} not found: the training run has not finished")
   results.setdefault("eval", {})[key or dataset] = dict(entry)
-  write_json_atomic(Path(workdir) / RESULTS_FILE, results)
+  atomic_io.write_json(Path(workdir) / RESULTS_FILE, results)
   return results
