@@ -18,6 +18,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from reid_jax import xla_options
 from reid_jax.models import conv
 
 _QUICK = flags.DEFINE_bool("quick", False, "A few layers, 3 repetitions.")
@@ -72,13 +73,13 @@ def _products(x_shape, kernel_shape, geo, transposed):
   for impl in ("xla", "matmul"):
     fwd, dx, dw = conv._FORWARD[impl], conv._INPUT_GRAD[impl], conv._WEIGHT_GRAD[impl]
     if not transposed:
-      fns.setdefault("forward", {})[impl] = jax.jit(lambda x, k, g, f=fwd: f(x, k, geo))
-      fns.setdefault("input_grad", {})[impl] = jax.jit(lambda x, k, g, f=dx: f(g, k, geo, x.shape))
-      fns.setdefault("weight_grad", {})[impl] = jax.jit(lambda x, k, g, f=dw: f(x, g, geo, k.shape))
+      fns.setdefault("forward", {})[impl] = xla_options.jit(lambda x, k, g, f=fwd: f(x, k, geo))
+      fns.setdefault("input_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=dx: f(g, k, geo, x.shape))
+      fns.setdefault("weight_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=dw: f(x, g, geo, k.shape))
     else:  # x: the transposed conv's input = the conv's output space; g: the conv's input space
-      fns.setdefault("forward", {})[impl] = jax.jit(lambda x, k, g, f=dx: f(x, k, geo, g.shape))
-      fns.setdefault("input_grad", {})[impl] = jax.jit(lambda x, k, g, f=fwd: f(g, k, geo))
-      fns.setdefault("weight_grad", {})[impl] = jax.jit(lambda x, k, g, f=dw: f(g, x, geo, k.shape))
+      fns.setdefault("forward", {})[impl] = xla_options.jit(lambda x, k, g, f=dx: f(x, k, geo, g.shape))
+      fns.setdefault("input_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=fwd: f(g, k, geo))
+      fns.setdefault("weight_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=dw: f(g, x, geo, k.shape))
   return fns
 
 

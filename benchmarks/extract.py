@@ -22,6 +22,7 @@ import torch
 from benchmarks import report
 from benchmarks import train_step as bench
 from reid_jax import runtime
+from reid_jax import xla_options
 
 # The flags (--quick --arch --batch --height --width --repeats --with_xla --retain_memory) are benchmarks.train_step's;
 # --batch defaults to 128 here, --quick means resnet_small at 128x64, batch 32, no torch.compile.
@@ -36,7 +37,7 @@ def jax_extractor(arch, batch, height, width, impl):
   images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3))
   with bench.conv_impl(impl):
     variables = jax.jit(functools.partial(model.init, train=False))(jax.random.PRNGKey(1), images)
-    extract = jax.jit(functools.partial(model.apply, method=model.pool5, train=False))
+    extract = xla_options.jit(functools.partial(model.apply, method=model.pool5, train=False))
     jax.block_until_ready(extract(variables, images))  # compile under the chosen impl
   return extract, variables, images
 

@@ -33,6 +33,7 @@ from torch import nn as tnn
 
 from benchmarks import report
 from reid_jax import runtime
+from reid_jax import xla_options
 from reid_jax.models import conv
 from reid_jax.models import heads
 from reid_jax.models import resnet
@@ -157,7 +158,7 @@ def jax_train_step(arch, batch, height, width, impl):
         {"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}, images)
     tx = optax.sgd(0.01, momentum=0.9)
     state = state_lib.create(variables["params"], variables.get("batch_stats"), tx)
-    step = jax.jit(steps.make_train_step(steps.baseline_loss_fn(model), tx), donate_argnums=0)
+    step = xla_options.jit(steps.make_train_step(steps.baseline_loss_fn(model), tx), donate_argnums=0)
     data = {"image": images, "label": labels}
     state, _ = step(state, data, jax.random.PRNGKey(3))  # compile under the chosen impl
   jax.block_until_ready(state)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reid_jax import xla_options
 from reid_jax.models import heads
 from reid_jax.training import sharding as sharding_lib
 
@@ -47,7 +48,7 @@ def make_extractor(descriptor: Descriptor, flip: bool = False, mesh=None):
   """A jitted `(variables, images) -> L2-normalised [B, D]`, batch split over the data mesh."""
   mesh = sharding_lib.data_mesh() if mesh is None else mesh
   replicated = sharding_lib.replicated(mesh)
-  return jax.jit(_flip_averaged(descriptor, flip),
+  return xla_options.jit(_flip_averaged(descriptor, flip),
                  in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
                  out_shardings=replicated), mesh
 

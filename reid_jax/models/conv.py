@@ -298,8 +298,8 @@ def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
   if geo.pointwise:
     return _Plan("matmul", "matmul", "matmul")
   strided = geo.strides != (1, 1)
-  forward = "matmul" if strided and geo.kernel == (3, 3) and in_channels >= 16 else "xla"
-  return _Plan(forward, "matmul" if strided else "xla", "matmul")
+  return _Plan("xla", "matmul" if strided else "xla",
+               "matmul" if strided and in_channels >= 16 else "xla")
 
 
 def _plan(impl: str, geo: _Geometry, in_channels: int) -> _Plan | None:

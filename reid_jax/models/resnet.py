@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from reid_jax.errors import ReidError
+from reid_jax.models import pooling
 from reid_jax.models.conv import Conv
 
 # hhl.md §3: PyTorch BatchNorm defaults (running <- 0.9 running + 0.1 batch), in Flax's convention.
@@ -43,7 +44,7 @@ def batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
 
 def max_pool_3x3_s2(x):
   """`nn.MaxPool2d(3, stride=2, padding=1)`: the padding takes the value -inf, as in PyTorch."""
-  return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  return pooling.max_pool(x, (3, 3), (2, 2), (1, 1))
 
 
 class Bottleneck(nn.Module):

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from reid_jax import xla_options
 from reid_jax.errors import ReidError
 from reid_jax.training import checkpoint as checkpoint_lib
 from reid_jax.training import metrics as metrics_lib
@@ -69,7 +70,7 @@ def jit_step(train_step, mesh):
   """Compiles `train_step(state, batch, rng)` with the state donated and replicated and the batch
   split over the mesh's 'data' axis."""
   replicated = sharding_lib.replicated(mesh)
-  return jax.jit(
+  return xla_options.jit(
       train_step,
       in_shardings=(replicated, sharding_lib.batch_sharding(mesh), replicated),
       out_shardings=(replicated, replicated),

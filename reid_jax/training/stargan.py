@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from reid_jax import atomic_io
 from reid_jax import paths
+from reid_jax import xla_options
 from reid_jax.data import camstyle
 from reid_jax.data import datasets
 from reid_jax.data import transforms
@@ -215,7 +216,7 @@ def _make_train_step(config, num_cameras: int, schedule: Schedule):
                              g_opt_state=g_opt_state, d_opt_state=d_opt_state)
     return new_state, metrics
 
-  return jax.jit(train_step, static_argnames=("update_g",), donate_argnums=(0,))
+  return xla_options.jit(train_step, static_argnames=("update_g",), donate_argnums=(0,))
 
 
 def make_translate(config, num_cameras: int):
@@ -225,7 +226,7 @@ def make_translate(config, num_cameras: int):
     return _COMPILED[key]
   g, _ = build_models(config, num_cameras)
 
-  @jax.jit
+  @xla_options.jit
   def translate(g_params, images):
     def one_camera(camera):
       onehot = jnp.broadcast_to(jax.nn.one_hot(camera, num_cameras), (images.shape[0], num_cameras))

@@ -146,7 +146,9 @@ def test_impl_selects_the_path(transposed):
     assert "convolution(" in _compiled_text(loss("xla", kernel_size), x, kernel)
   assert jax.default_backend() == "cpu"
   assert "convolution(" not in _compiled_text(loss("auto", 1), x, kernel)  # 1x1: all dot_general
-  assert conv._plan("auto", conv._Geometry((3, 3), (1, 1), (1, 1), (1, 1)), 8).weight_grad == "matmul"
+  stride_1 = conv._plan("auto", conv._Geometry((3, 3), (1, 1), (1, 1), (1, 1)), 64)
+  stride_2 = conv._plan("auto", conv._Geometry((3, 3), (2, 2), (1, 1), (1, 1)), 64)
+  assert stride_1 == ("xla", "xla", "xla") and stride_2 == ("xla", "matmul", "matmul")
   with pytest.raises(ValueError, match="impl"):
     conv.conv2d(x, kernel, impl="cudnn")
 
