@@ -285,15 +285,16 @@ _conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
-  """Per-operation choice on the CPU backend, from benchmarks/conv_layers.py (ResNet-50 256x128 b32).
+  """Per-operation choice on the CPU backend, measured (benchmarks/conv_layers.py, ResNet-50 256x128
+  b32, 2 cores) with the compiler options of `reid_jax.xla_options`, which every jit running the
+  models uses: XLA's own convolutions, YNNPACK's dots.
 
-  1x1: all three as dots (XLA's conv is 1-6x slower forward, 2-8x on the weight gradient). kxk:
-  forward on XLA's conv at stride 1 (building the patches costs more than it saves: layer1 3x3
-  38 vs 52 ms), on the RGB stem and at 4x4/2 (StarGAN: 0.8-0.9x as matmuls), as matmuls for
-  strided 3x3 (layer2-4 3x3/2: 1.2-1.5x faster);
-  input gradient on XLA's conv at stride 1 (it is a plain conv) and col2im at stride > 1 (XLA's
-  lhs-dilated conv is slow: layer2 3x3/2 69 vs 40 ms; also the forward of a transposed conv);
-  weight gradient always as matmuls (1.5-3.4x faster).
+  1x1: all three as dots (XLA's 1x1 weight gradient is 1.3-2.7x slower). kxk at stride 1: all three
+  on XLA's convolution (layer1 3x3: forward 28 vs 48 ms, input gradient 28 vs 35, weight gradient
+  44 vs 83). Strided kxk: forward on XLA's convolution (equal within noise); input gradient as col2im
+  (XLA's lhs-dilated convolution is 2x slower: layer2 3x3/2 78 vs 37 ms; it is also the forward of a
+  transposed convolution); weight gradient as matmuls (layer2 3x3/2 39 vs 50 ms), except with few
+  input channels (RGB stem 7x7/2: XLA 66 vs 76 ms).
   """
   if geo.pointwise:
     return _Plan("matmul", "matmul", "matmul")
