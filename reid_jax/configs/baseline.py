@@ -73,12 +73,14 @@ def get_config(arg=None):
     # `tiny` world (16 train ids, 72 Market queries) is too small to learn anything that
     # transfers; even 300 epochs there leave the source (5.9 % rank-1) below the target (6.9 %).
     #   python -m experiments.baseline --src=synth_duke --tgt=synth_market
-    # measured, seeds 0 / 1 / 2 (rank-1 / mAP in %; a random ranking scores about 0.7 / 0.9 on
-    # synth_market, 0.8 / 1.0 on synth_duke):
-    #   synth_market (target) 4.7 / 3.8, 4.2 / 4.1, 4.7 / 3.7
-    #   synth_duke (source)  10.7 / 12.7, 10.4 / 11.4, 11.7 / 13.1
-    # 65-105 s of training; 80-120 s wall with the data prepared, 186 s on a fresh data_dir
-    # (both worlds generated and prepared first), on 2 shared cores.
+    # measured 2026-11-29, seeds 0 / 1 / 2 (rank-1 / mAP in %; a random ranking scores about
+    # 0.7 / 0.9 on synth_market, 0.8 / 1.0 on synth_duke):
+    #   synth_market (target) 3.1 / 3.6, 2.7 / 2.4, 2.2 / 2.4
+    #   synth_duke (source)  14.2 / 14.7, 9.1 / 9.8, 14.2 / 12.9
+    # (an earlier machine gave target 4.2-4.7 / 3.7-4.1 and source 10.4-11.7 / 11.4-13.1; the code
+    # before the 2026-11-29 CPU-speed changes gives 2.0 / 2.3 and 11.7 / 12.0 for seed 1 here.)
+    # 108-125 s of training; 181 s wall on a fresh data_dir (both worlds generated and prepared
+    # first), on 2 cores.
     config.model.arch = "resnet_small"
     config.model.num_features = 128
     config.data.synthetic_size = "small"

@@ -103,11 +103,11 @@ def test_baseline_end_to_end_shows_domain_gap_and_evaluate_reproduces(data_dir, 
         f" / {target_map:.3f}); source rank-1 {source['rank1']:.3f} mAP {source['mAP']:.3f} "
         f"(chance {source_rank1:.3f} / {source_map:.3f})")
   # Unseen source-domain identities are retrieved far above chance; the target several times
-  # above chance but much worse than the source (the domain gap). Measured, seeds 0-2 (%):
-  # target rank-1 4.2-4.7, mAP 3.7-4.1 (chance 0.7 / 0.9); source 10.4-11.7, 11.4-13.1 (0.8 /
-  # 1.0). The bounds sit at about half the weakest seed's margin.
+  # above chance but much worse than the source (the domain gap). Measured 2026-11-29, seeds 0-2
+  # (%): target rank-1 2.2-3.1, mAP 2.4-3.6 (chance 0.7 / 0.9); source 9.1-14.2, 9.8-14.7 (0.8 /
+  # 1.0); configs/baseline.py has each seed. The bounds sit at about half the weakest seed's margin.
   assert source["rank1"] > 5 * source_rank1 and source["mAP"] > 5 * source_map
-  assert target["rank1"] > 3 * target_rank1 and target["mAP"] > 2 * target_map
+  assert target["rank1"] > 2 * target_rank1 and target["mAP"] > 1.8 * target_map
   assert source["rank1"] > target["rank1"] + 0.03
   assert source["mAP"] > 1.5 * target["mAP"]
   assert (workdir / "figures" / "rank_list_synth_market.png").stat().st_size > 0
