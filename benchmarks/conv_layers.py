@@ -16,7 +16,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 
 from reid_jax import xla_options
 from reid_jax.models import conv

@@ -20,6 +20,7 @@ import jax
 import torch
 
 from benchmarks import report
+from benchmarks import resnet_step
 from benchmarks import train_step as bench
 from reid_jax import runtime
 from reid_jax import xla_options
@@ -33,9 +34,9 @@ _QUICK, _ARCH, _BATCH, _HEIGHT, _WIDTH, _REPEATS, _WITH_XLA = (
 
 def jax_extractor(arch, batch, height, width, impl):
   """(jitted pool5 function, variables, images)."""
-  model = bench.reid_net(arch)
+  model = resnet_step.reid_net(arch)
   images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3))
-  with bench.conv_impl(impl):
+  with resnet_step.conv_impl(impl):
     variables = jax.jit(functools.partial(model.init, train=False))(jax.random.PRNGKey(1), images)
     extract = xla_options.jit(functools.partial(model.apply, method=model.pool5, train=False))
     jax.block_until_ready(extract(variables, images))  # compile under the chosen impl

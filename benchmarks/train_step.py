@@ -16,8 +16,6 @@ to compare). Images per CPU-second (process user+sys) are printed too: under hea
 mostly measure the other processes.
 """
 
-import contextlib
-import functools
 import resource
 import statistics
 import time
@@ -25,20 +23,12 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import torch
 from torch import nn as tnn
 
 from benchmarks import report
+from benchmarks import resnet_step
 from reid_jax import runtime
-from reid_jax import xla_options
-from reid_jax.models import conv
-from reid_jax.models import heads
-from reid_jax.models import resnet
-from reid_jax.training import state as state_lib
-from reid_jax.training import steps
 
 _QUICK = flags.DEFINE_bool("quick", False,
                            "resnet_small at 128x64, batch 16, 3 repeats, no torch.compile (a minute).")
@@ -51,7 +41,7 @@ _WITH_XLA = flags.DEFINE_bool("with_xla", False, "Also time convs on lax.conv_ge
 _NO_COMPILE = flags.DEFINE_bool("no_compile", False, "Skip torch.compile.")
 _RETAIN_MEMORY = flags.DEFINE_bool(
     "retain_memory", True, "runtime.retain_freed_memory() first (both sides share the allocator).")
-_NUM_CLASSES = 751  # Market-1501 training identities (hhl.md §3)
+_NUM_CLASSES = resnet_step.NUM_CLASSES
 
 _ARCHS = {"resnet50": ((3, 4, 6, 3), 64), "resnet_small": ((1, 1, 1, 1), 16)}
 
@@ -128,43 +118,6 @@ def torch_train_step(model):
   return step
 
 
-# ---------------------------------------------------------------------------------------------
-# Ours.
-
-
-@contextlib.contextmanager
-def conv_impl(impl: str):
-  """Trace the trunk with every `Conv` on `impl` (benchmark-only switch; the library default is 'auto')."""
-  original = resnet.Conv
-  resnet.Conv = functools.partial(conv.Conv, impl=impl)
-  try:
-    yield
-  finally:
-    resnet.Conv = original
-
-
-def reid_net(arch):
-  return heads.ReIDNet(num_classes=_NUM_CLASSES, arch=arch, num_features=0, triplet_features=0,
-                       dropout_rate=0.0)
-
-
-def jax_train_step(arch, batch, height, width, impl):
-  """(jitted step, state, batch): the library's baseline step, SGD momentum, state donated."""
-  model = reid_net(arch)
-  images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3))
-  labels = jnp.arange(batch, dtype=jnp.int32) % _NUM_CLASSES
-  with conv_impl(impl):
-    variables = jax.jit(functools.partial(model.init, train=False))(
-        {"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}, images)
-    tx = optax.sgd(0.01, momentum=0.9)
-    state = state_lib.create(variables["params"], variables.get("batch_stats"), tx)
-    step = xla_options.jit(steps.make_train_step(steps.baseline_loss_fn(model), tx), donate_argnums=0)
-    data = {"image": images, "label": labels}
-    state, _ = step(state, data, jax.random.PRNGKey(3))  # compile under the chosen impl
-  jax.block_until_ready(state)
-  return step, state, data
-
-
 def _median_rate(times, batch):
   return batch / statistics.median(times)
 
@@ -184,7 +137,7 @@ def main(argv):
   impls = ["auto"] + (["xla"] if _WITH_XLA.value else [])
   for impl in impls:
     start = time.perf_counter()
-    step, state, data = jax_train_step(arch, batch, height, width, impl)
+    step, state, data = resnet_step.jax_train_step(arch, batch, height, width, impl)
     print(f"ours[{impl}]: compiled + first step {time.perf_counter() - start:.1f} s", flush=True)
     holder = {"state": state}
 
