@@ -11,7 +11,6 @@ alternating runs, medians; ratio = ours / reference in images per second.
 """
 
 import functools
-import statistics
 import time
 
 from absl import app
@@ -75,23 +74,8 @@ def main(argv):
     print(f"{name}: warm-up {time.perf_counter() - start:.1f} s", flush=True)
     runners[name] = run
 
-  times = {name: [] for name in runners}
-  for r in range(repeats):  # alternate: the CPU is shared and load drifts
-    for name, run in runners.items():
-      start = time.perf_counter()
-      run()
-      times[name].append(time.perf_counter() - start)
-    print(f"run {r}: " + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items()), flush=True)
-
-  rates = {name: batch / statistics.median(t) for name, t in times.items()}
-  print(f"\nimages/s (median of {repeats}):")
-  for name, rate in rates.items():
-    print(f"  {name:30s} {rate:7.2f}")
-  for ours in [n for n in rates if n.startswith("ours")]:
-    for ref in [n for n in rates if n.startswith("torch")]:
-      print(report.comparison("extract_img_per_s", rates[ours], ref, rates[ref],
-                              f"{config} conv impl={ours[5:]}"))
-
+  times, cpu_times = report.alternate(runners, repeats)
+  report.print_rates("extract_img_per_s", times, cpu_times, batch, config)
 
 if __name__ == "__main__":
   flags.FLAGS.set_default("batch", 128)

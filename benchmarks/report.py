@@ -1,6 +1,10 @@
-"""The closing JSON line of every benchmark (design README §8): one comparison per line."""
+"""What benchmarks print (design README §8): alternated timings, medians, one JSON comparison a line."""
 
 import json
+import resource
+import statistics
+import time
+from typing import Callable
 
 
 def comparison(metric: str, ours: float, reference: str, reference_value: float, config: str,
@@ -14,3 +18,35 @@ def comparison(metric: str, ours: float, reference: str, reference_value: float,
   return json.dumps({"metric": metric, "ours": round(ours, 4), "reference": reference,
                      "reference_value": round(reference_value, 4), "ratio": round(ratio, 3),
                      "device": device, "config": config})
+
+
+def alternate(runners: dict[str, Callable[[], object]], repeats: int):
+  """Runs every runner `repeats` times, alternating (the CPU is shared and load drifts).
+
+  Prints one line per round; returns `({name: [wall s]}, {name: [process user+sys s]})`. CPU time
+  is less sensitive than wall time to other load, but counts busy-waiting threads.
+  """
+  times = {name: [] for name in runners}
+  cpu_times = {name: [] for name in runners}
+  for r in range(repeats):
+    for name, run in runners.items():
+      start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+      run()
+      times[name].append(time.perf_counter() - start)
+      after = resource.getrusage(resource.RUSAGE_SELF)
+      cpu_times[name].append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
+    print(f"run {r}: " + "  ".join(f"{n} {t[-1]:.2f}s (cpu {cpu_times[n][-1]:.1f}s)"
+                                   for n, t in times.items()), flush=True)
+  return times, cpu_times
+
+
+def print_rates(metric: str, times, cpu_times, images: int, config: str):
+  """Median images/s (and per CPU-second) per runner, then one comparison line for each `ours_*`
+  runner against each `torch_*` one."""
+  rates = {name: images / statistics.median(t) for name, t in times.items()}
+  print(f"\nimages/s (median of {len(next(iter(times.values())))}), and images per CPU-second:")
+  for name, rate in rates.items():
+    print(f"  {name:30s} {rate:7.2f}   {images / statistics.median(cpu_times[name]):7.2f}")
+  for ours in [n for n in rates if n.startswith("ours")]:
+    for ref in [n for n in rates if n.startswith("torch")]:
+      print(comparison(metric, rates[ours], ref, rates[ref], f"{config} conv impl={ours[5:]}"))

@@ -16,8 +16,6 @@ to compare). Images per CPU-second (process user+sys) are printed too: under hea
 mostly measure the other processes.
 """
 
-import resource
-import statistics
 import time
 
 from absl import app
@@ -118,10 +116,6 @@ def torch_train_step(model):
   return step
 
 
-def _median_rate(times, batch):
-  return batch / statistics.median(times)
-
-
 def main(argv):
   del argv
   retained = _RETAIN_MEMORY.value and runtime.retain_freed_memory()  # before JAX starts its threads
@@ -160,27 +154,8 @@ def main(argv):
   for _ in range(2):  # warm-up: the first eager steps allocate
     runners["torch_eager_channels_last"]()
 
-  times = {name: [] for name in runners}
-  cpu_times = {name: [] for name in runners}  # process user+sys: less sensitive to other load
-  for r in range(repeats):  # alternate implementations: the CPU is shared and load drifts
-    for name, run in runners.items():
-      start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-      run()
-      times[name].append(time.perf_counter() - start)
-      after = resource.getrusage(resource.RUSAGE_SELF)
-      cpu_times[name].append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
-    print(f"run {r}: " + "  ".join(f"{n} {t[-1]:.2f}s (cpu {cpu_times[n][-1]:.1f}s)"
-                                   for n, t in times.items()), flush=True)
-
-  rates = {name: _median_rate(t, batch) for name, t in times.items()}
-  print(f"\nimages/s (median of {repeats}), and images per CPU-second (busy-waiting threads count):")
-  for name, rate in rates.items():
-    print(f"  {name:30s} {rate:7.2f}   {_median_rate(cpu_times[name], batch):7.2f}")
-  for ours in [n for n in rates if n.startswith("ours")]:
-    for ref in [n for n in rates if n.startswith("torch")]:
-      print(report.comparison("train_step_img_per_s", rates[ours], ref, rates[ref],
-                              f"{config} conv impl={ours[5:]}"))
-
+  times, cpu_times = report.alternate(runners, repeats)
+  report.print_rates("train_step_img_per_s", times, cpu_times, batch, config)
 
 if __name__ == "__main__":
   app.run(main)
