@@ -289,15 +289,17 @@ def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
   b32, 2 cores) with the compiler options of `reid_jax.xla_options`, which every jit running the
   models uses: XLA's own convolutions, YNNPACK's dots.
 
-  1x1: all three as dots (XLA's 1x1 weight gradient is 1.3-2.7x slower). kxk at stride 1: all three
-  on XLA's convolution (layer1 3x3: forward 28 vs 48 ms, input gradient 28 vs 35, weight gradient
-  44 vs 83). Strided kxk: forward on XLA's convolution (equal within noise); input gradient as col2im
-  (XLA's lhs-dilated convolution is 2x slower: layer2 3x3/2 78 vs 37 ms; it is also the forward of a
-  transposed convolution); weight gradient as matmuls (layer2 3x3/2 39 vs 50 ms), except with few
+  1x1: forward on XLA's convolution (neutral in the training step, 6% faster feature extraction
+  at b128); both gradients as dots (XLA's 1x1 weight gradient is 1.3-2.7x slower, its strided
+  input gradient 1.6-1.9x). kxk at stride 1: all three on XLA's convolution (layer1 3x3: forward
+  28 vs 48 ms, input gradient 28 vs 35, weight gradient 44 vs 83). Strided kxk: forward on XLA's
+  convolution (equal within noise); input gradient as col2im (XLA's lhs-dilated convolution is 2x
+  slower: layer2 3x3/2 78 vs 37 ms; it is also the forward of a transposed convolution); weight
+  gradient as matmuls (layer2 3x3/2 39 vs 50 ms), except with few
   input channels (RGB stem 7x7/2: XLA 66 vs 76 ms).
   """
   if geo.pointwise:
-    return _Plan("matmul", "matmul", "matmul")
+    return _Plan("xla", "matmul", "matmul")
   strided = geo.strides != (1, 1)
   return _Plan("xla", "matmul" if strided else "xla",
                "matmul" if strided and in_channels >= 16 else "xla")
