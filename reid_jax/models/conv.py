@@ -295,8 +295,8 @@ def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
   28 vs 48 ms, input gradient 28 vs 35, weight gradient 44 vs 83). Strided kxk: forward on XLA's
   convolution (equal within noise); input gradient as col2im (XLA's lhs-dilated convolution is 2x
   slower: layer2 3x3/2 78 vs 37 ms; it is also the forward of a transposed convolution); weight
-  gradient as matmuls (layer2 3x3/2 39 vs 50 ms), except with few
-  input channels (RGB stem 7x7/2: XLA 66 vs 76 ms).
+  gradient as matmuls (layer2 3x3/2 39 vs 50 ms), except with few input channels (RGB stem 7x7/2:
+  XLA 66 vs 76 ms).
   """
   if geo.pointwise:
     return _Plan("xla", "matmul", "matmul")
