@@ -53,6 +53,18 @@ def test_conv2d_and_gradients_equal_xla(h, w, k, stride, padding, dilation, cin,
     np.testing.assert_allclose(a, e, **_TOL, err_msg=name)
 
 
+@pytest.mark.parametrize("shape, cin, cout", [((4, 64, 64), 8, 12), ((1, 129, 129), 12, 8)])
+def test_weight_gradient_over_many_pixels_equals_xla(shape, cin, cout):
+  """Contractions over >= 16,384 pixels run as a sum of 4 chunks (the second case: no 4-split,
+  one piece); both orientations of the narrower operand."""
+  assert np.prod(shape) >= conv._CHUNKED_CONTRACTION_PIXELS
+  x, g = _random(0, (*shape, cin)), _random(1, (*shape, cout))
+  geo = conv._Geometry((1, 1), (1, 1), (0, 0), (1, 1))
+  ours = conv._weight_grad_matmul(x, g, geo, (1, 1, cin, cout))
+  expected = conv._weight_grad_xla(x, g, geo, (1, 1, cin, cout))
+  np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("k,stride,padding,dilation", [(3, 2, 1, 1), (7, 2, 3, 1), (1, 2, 0, 1),
                                                        (3, 1, 2, 2)])
 def test_conv2d_matches_torch(k, stride, padding, dilation):
