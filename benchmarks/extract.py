@@ -11,7 +11,11 @@ alternating runs, medians; ratio = ours / reference in images per second.
 """
 
 import functools
+import os
 import time
+
+# Before torch starts OpenMP: its threads' default spin-wait took CPU from our step (WORKSPACE.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from absl import app
 from absl import flags

@@ -16,7 +16,11 @@ to compare). Images per CPU-second (process user+sys) are printed too: under hea
 mostly measure the other processes.
 """
 
+import os
 import time
+
+# Before torch starts OpenMP: its threads' default spin-wait took CPU from our step (WORKSPACE.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from absl import app
 from absl import flags
@@ -151,8 +155,9 @@ def main(argv):
     compiled_step(images, labels)
     print(f"torch.compile: compiled + first step {time.perf_counter() - start:.1f} s", flush=True)
     runners["torch_compile_channels_last"] = lambda: compiled_step(images, labels)
-  for _ in range(2):  # warm-up: the first eager steps allocate
-    runners["torch_eager_channels_last"]()
+  for _ in range(2):  # warm-up, every implementation alike: the first steps after compiling allocate
+    for run in runners.values():
+      run()
 
   times, cpu_times = report.alternate(runners, repeats)
   report.print_rates("train_step_img_per_s", times, cpu_times, batch, config)
