@@ -98,7 +98,7 @@ def main(argv):
   print(f"{'layer':34s} {'GFLOP':>6s} | {'fwd xla':>8s} {'mm':>7s} {'x':>5s} | "
         f"{'dx xla':>8s} {'mm':>7s} {'x':>5s} | {'dw xla':>8s} {'mm':>7s} {'x':>5s}")
   for name, h, w, cin, cout, k, stride, pad, transposed in layers:
-    geo = conv._Geometry((k, k), (stride, stride), (pad, pad), (1, 1))
+    geo = conv.Geometry((k, k), (stride, stride), (pad, pad), (1, 1))
     if transposed:  # the conv whose input gradient is this transposed conv: cout-space -> cin-space
       out_hw = ((h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k)
       x = jax.random.normal(key, (batch, h, w, cin))

@@ -12,14 +12,15 @@ reductions are faster than the alternatives (without its reductions the BatchNor
 the whole training step 1.5x slower). So: YNNPACK for dots and reductions, XLA for convolutions.
 """
 
+import types
 from typing import Any, Callable
 
 import jax
 
 # Repeated enum of xla/backends/cpu/ynn_fusion_options.proto, as a comma-separated list.
-CPU_COMPILER_OPTIONS = {
+CPU_COMPILER_OPTIONS = types.MappingProxyType({
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE",
-}
+})
 
 
 def compiler_options() -> dict[str, Any] | None:

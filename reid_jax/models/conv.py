@@ -53,7 +53,7 @@ def _pair(value) -> tuple[int, int]:
   return (value, value) if isinstance(value, int) else tuple(value)
 
 
-class _Geometry(NamedTuple):
+class Geometry(NamedTuple):
   """A convolution's static shape parameters (hashable: a `custom_vjp` nondiff argument)."""
   kernel: tuple[int, int]
   strides: tuple[int, int]
@@ -80,20 +80,20 @@ class _Plan(NamedTuple):
 # XLA formulations (JAX's own convolution and its transposes).
 
 
-def _forward_xla(x, kernel, geo: _Geometry):
+def _forward_xla(x, kernel, geo: Geometry):
   (ph, pw) = geo.padding
   return lax.conv_general_dilated(
       x, kernel, window_strides=geo.strides, padding=((ph, ph), (pw, pw)),
       rhs_dilation=geo.dilation, dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def _input_grad_xla(g, kernel, geo: _Geometry, in_shape):
+def _input_grad_xla(g, kernel, geo: Geometry, in_shape):
   x_spec = jax.ShapeDtypeStruct(in_shape, g.dtype)
   transpose = jax.linear_transpose(lambda x: _forward_xla(x, kernel, geo), x_spec)
   return transpose(g)[0]
 
 
-def _weight_grad_xla(x, g, geo: _Geometry, kernel_shape):
+def _weight_grad_xla(x, g, geo: Geometry, kernel_shape):
   kernel_spec = jax.ShapeDtypeStruct(kernel_shape, g.dtype)
   transpose = jax.linear_transpose(lambda kernel: _forward_xla(x, kernel, geo), kernel_spec)
   return transpose(g)[0]
@@ -130,7 +130,7 @@ def _sum_blocks(fn, block: int, *arrays):
   return lax.scan(step, jnp.zeros(init.shape, init.dtype), blocked)[0]
 
 
-def _subsample(x, geo: _Geometry, out_hw):
+def _subsample(x, geo: Geometry, out_hw):
   """The input pixels a 1x1 convolution reads: `[B, H, W, C] -> [B, Ho, Wo, C]`."""
   (ph, pw), (sh, sw) = geo.padding, geo.strides
   if ph or pw:
@@ -140,7 +140,7 @@ def _subsample(x, geo: _Geometry, out_hw):
                    (1, sh, sw, 1))
 
 
-def _unsubsample(dxs, geo: _Geometry, in_hw):
+def _unsubsample(dxs, geo: Geometry, in_hw):
   """Transpose of `_subsample`: scatter `[B, Ho, Wo, C]` back to `[B, H, W, C]` (zeros elsewhere)."""
   config = [(0, 0, 0)]
   for n, no, s, p in zip(in_hw, dxs.shape[1:3], geo.strides, geo.padding):
@@ -149,21 +149,29 @@ def _unsubsample(dxs, geo: _Geometry, in_hw):
   return lax.pad(dxs, jnp.zeros((), dxs.dtype), config)
 
 
-def _patches(x, geo: _Geometry, out_hw):
-  """im2col: `[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]`, taps in HWIO kernel order."""
+def taps(x, geo: Geometry, out_hw, pad_value=0.0) -> list:
+  """The kh*kw strided views a window reads, in HWIO kernel order: each `[B, Ho, Wo, C]`.
+
+  `pad_value` fills the padding (max pooling pads with -inf).
+  """
   (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.strides, geo.dilation
-  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=pad_value)
   ho, wo = out_hw
-  taps = []
+  views = []
   for i in range(geo.kernel[0]):
     for j in range(geo.kernel[1]):
       start = (0, i * dh, j * dw, 0)
       limit = (x.shape[0], i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, x.shape[3])
-      taps.append(lax.slice(xp, start, limit, (1, sh, sw, 1)))
-  return jnp.concatenate(taps, axis=-1)
+      views.append(lax.slice(xp, start, limit, (1, sh, sw, 1)))
+  return views
 
 
-def _patches_channel_major(x, geo: _Geometry, out_hw):
+def _patches(x, geo: Geometry, out_hw):
+  """im2col: `[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]`, taps in HWIO kernel order."""
+  return jnp.concatenate(taps(x, geo, out_hw), axis=-1)
+
+
+def _patches_channel_major(x, geo: Geometry, out_hw):
   """im2col transposed: `[B, H, W, C] -> [kh*kw*C, B*Ho*Wo]`, rows in HWIO kernel order.
 
   For few input channels (the RGB stem): stacking whole tap planes on a major axis copies long
@@ -181,7 +189,7 @@ def _patches_channel_major(x, geo: _Geometry, out_hw):
   return jnp.stack(taps).reshape(-1, x.shape[0] * ho * wo)
 
 
-def _col2im(cols, geo: _Geometry, in_hw):
+def col2im(cols, geo: Geometry, in_hw):
   """Transpose of `_patches`: `[B, Ho, Wo, kh*kw*C] -> [B, H, W, C]`, overlapping taps summed."""
   kh, kw = geo.kernel
   channels = cols.shape[-1] // (kh * kw)
@@ -200,7 +208,7 @@ def _col2im(cols, geo: _Geometry, in_hw):
   return total
 
 
-def _forward_matmul(x, kernel, geo: _Geometry):
+def _forward_matmul(x, kernel, geo: Geometry):
   out_hw = geo.out_size(x.shape[1:3])
   if geo.pointwise:
     return jnp.einsum("bhwc,co->bhwo", _subsample(x, geo, out_hw), kernel[0, 0])
@@ -210,14 +218,14 @@ def _forward_matmul(x, kernel, geo: _Geometry):
   return _map_blocks(lambda xb: _patches(xb, geo, out_hw) @ kernel_2d, block, x)
 
 
-def _input_grad_matmul(g, kernel, geo: _Geometry, in_shape):
+def _input_grad_matmul(g, kernel, geo: Geometry, in_shape):
   in_hw = in_shape[1:3]
   if geo.pointwise:
     return _unsubsample(jnp.einsum("bhwo,co->bhwc", g, kernel[0, 0]), geo, in_hw)
   kernel_2d = kernel.reshape(-1, kernel.shape[-1])
   per_image = g.shape[1] * g.shape[2] * kernel_2d.shape[0] * g.dtype.itemsize
   block = _batch_blocks(g.shape[0], per_image)
-  return _map_blocks(lambda gb: _col2im(gb @ kernel_2d.T, geo, in_hw), block, g)
+  return _map_blocks(lambda gb: col2im(gb @ kernel_2d.T, geo, in_hw), block, g)
 
 
 def _contract_pixels(a, b):
@@ -238,7 +246,7 @@ def _contract_pixels(a, b):
   return a.T @ b
 
 
-def _weight_grad_matmul(x, g, geo: _Geometry, kernel_shape):
+def _weight_grad_matmul(x, g, geo: Geometry, kernel_shape):
   out_hw = g.shape[1:3]
   if geo.pointwise:
     return _contract_pixels(_subsample(x, geo, out_hw), g).reshape(kernel_shape)
@@ -259,7 +267,7 @@ _WEIGHT_GRAD = {"xla": _weight_grad_xla, "matmul": _weight_grad_matmul}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, kernel, geo: _Geometry, plan: _Plan):
+def _conv(x, kernel, geo: Geometry, plan: _Plan):
   return _FORWARD[plan.forward](x, kernel, geo)
 
 
@@ -277,7 +285,7 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_transpose(x, kernel, geo: _Geometry, plan: _Plan, out_shape):
+def _conv_transpose(x, kernel, geo: Geometry, plan: _Plan, out_shape):
   """The input gradient of `_conv` (kernel `[kh, kw, out, in]` of that convolution) as a function."""
   return _INPUT_GRAD[plan.input_grad](x, kernel, geo, out_shape)
 
@@ -296,7 +304,7 @@ def _conv_transpose_bwd(geo, plan, out_shape, residuals, g):
 _conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
-def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
+def _auto_plan(geo: Geometry, in_channels: int) -> _Plan:
   """Per-operation choice on the CPU backend, measured (benchmarks/conv_layers.py, ResNet-50 256x128
   b32, 2 cores) with the compiler options of `reid_jax.xla_options`, which every jit running the
   models uses: XLA's own convolutions, YNNPACK's dots.
@@ -317,7 +325,7 @@ def _auto_plan(geo: _Geometry, in_channels: int) -> _Plan:
                "matmul" if strided and in_channels >= 16 else "xla")
 
 
-def _plan(impl: str, geo: _Geometry, in_channels: int) -> _Plan | None:
+def _plan(impl: str, geo: Geometry, in_channels: int) -> _Plan | None:
   """None means plain `lax.conv_general_dilated` with JAX's own autodiff."""
   if impl not in IMPLS:
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
@@ -331,7 +339,7 @@ def conv2d(x, kernel, *, strides=1, padding=0, dilation=1, groups=1, impl="auto"
 
   `padding` is an int or (ph, pw), applied symmetrically like PyTorch. `impl`: see module docstring.
   """
-  geo = _Geometry(tuple(kernel.shape[:2]), _pair(strides), _pair(padding), _pair(dilation))
+  geo = Geometry(tuple(kernel.shape[:2]), _pair(strides), _pair(padding), _pair(dilation))
   plan = _plan(impl, geo, x.shape[-1])
   if plan is None or groups != 1:
     (ph, pw) = geo.padding
@@ -350,7 +358,7 @@ def conv_transpose2d(x, kernel, *, strides=1, padding=0, output_padding=0, impl=
   """
   kh, kw = kernel.shape[:2]
   (sh, sw), (ph, pw), (oph, opw) = _pair(strides), _pair(padding), _pair(output_padding)
-  geo = _Geometry((kh, kw), (sh, sw), (ph, pw), (1, 1))
+  geo = Geometry((kh, kw), (sh, sw), (ph, pw), (1, 1))
   plan = _plan(impl, geo, kernel.shape[3])  # the plan's forward runs on the Cout-channel cotangent
   if plan is None:
     flipped = kernel[::-1, ::-1]  # scatter with kernel == gather with the flipped kernel

@@ -59,7 +59,7 @@ def test_weight_gradient_over_many_pixels_equals_xla(shape, cin, cout):
   one piece); both orientations of the narrower operand."""
   assert np.prod(shape) >= conv._CHUNKED_CONTRACTION_PIXELS
   x, g = _random(0, (*shape, cin)), _random(1, (*shape, cout))
-  geo = conv._Geometry((1, 1), (1, 1), (0, 0), (1, 1))
+  geo = conv.Geometry((1, 1), (1, 1), (0, 0), (1, 1))
   ours = conv._weight_grad_matmul(x, g, geo, (1, 1, cin, cout))
   expected = conv._weight_grad_xla(x, g, geo, (1, 1, cin, cout))
   np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-3)
@@ -159,8 +159,8 @@ def test_impl_selects_the_path(transposed):
   assert jax.default_backend() == "cpu"
   # 1x1: the forward on XLA's convolution, both gradients as dot_general.
   assert _compiled_text(loss("auto", 1), x, kernel).count("convolution(") == 1
-  stride_1 = conv._plan("auto", conv._Geometry((3, 3), (1, 1), (1, 1), (1, 1)), 64)
-  stride_2 = conv._plan("auto", conv._Geometry((3, 3), (2, 2), (1, 1), (1, 1)), 64)
+  stride_1 = conv._plan("auto", conv.Geometry((3, 3), (1, 1), (1, 1), (1, 1)), 64)
+  stride_2 = conv._plan("auto", conv.Geometry((3, 3), (2, 2), (1, 1), (1, 1)), 64)
   assert stride_1 == ("xla", "xla", "xla") and stride_2 == ("xla", "matmul", "matmul")
   with pytest.raises(ValueError, match="impl"):
     conv.conv2d(x, kernel, impl="cudnn")
