@@ -9,6 +9,10 @@ ratio xla / matmul (> 1: matmul faster). `conv._auto_plan` is the choice these f
 Ends with one JSON line per layer and product.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 import json
 import statistics
 import time

@@ -10,6 +10,10 @@ float32, channels_last, `torch.inference_mode()`, eager and `torch.compile`. One
 alternating runs, medians; ratio = ours / reference in images per second.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 import functools
 import os
 import time
@@ -25,7 +29,6 @@ import torch
 from benchmarks import report
 from benchmarks import resnet_step
 from benchmarks import train_step as bench
-from reid_jax import runtime
 from reid_jax import xla_options
 
 # The flags (--quick --arch --batch --height --width --repeats --with_xla --retain_memory) are benchmarks.train_step's;

@@ -11,6 +11,10 @@ to show how many images per second training consumes: the pipeline should delive
 that. Ends with one JSON line per comparison.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 import json
 import os
 import tempfile
@@ -20,7 +24,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from reid_jax import runtime
 from reid_jax.data import pipeline
 from reid_jax.data import samplers
 from reid_jax.data import tfds_builders

@@ -16,6 +16,10 @@ to compare). Images per CPU-second (process user+sys) are printed too: under hea
 mostly measure the other processes.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 import os
 import time
 
@@ -30,7 +34,6 @@ from torch import nn as tnn
 
 from benchmarks import report
 from benchmarks import resnet_step
-from reid_jax import runtime
 
 _QUICK = flags.DEFINE_bool("quick", False,
                            "resnet_small at 128x64, batch 16, 3 repeats, no torch.compile (a minute).")

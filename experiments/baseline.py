@@ -8,6 +8,10 @@ Default config: `baseline.py:paper` for real datasets, `baseline.py:tiny` for sy
 Rerunning the same command on the same workdir resumes from its last checkpoint.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 from absl import flags
 from absl import logging
 from ml_collections import config_flags

@@ -8,6 +8,10 @@ prints rank-1/5/10/20 and mAP, and sets `eval[<dataset>]` (`eval[<dataset>+reran
 --rerank) in results.json.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 from pathlib import Path
 
 from absl import flags

@@ -11,6 +11,10 @@ datasets, `stargan.py:tiny` for synthetic ones. Rerunning resumes training from 
 and skips the fakes already written.
 """
 
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
 from pathlib import Path
 
 from absl import flags

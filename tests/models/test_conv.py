@@ -190,29 +190,3 @@ def test_flax_modules_under_jit_give_equal_gradients():
   jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6),
                grads_mm, grads_xla)
   assert jax.tree.structure(grads_mm) == jax.tree.structure(grads_xla)
-
-
-def test_retain_freed_memory_reuses_pages_in_a_fresh_process():
-  """After `retain_freed_memory`, a freed 256 MiB buffer is reused: the second touch does not fault."""
-  import subprocess
-  import sys
-  script = """
-import ctypes, resource
-from reid_jax import runtime
-retained = runtime.retain_freed_memory()
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-def touch_faults():  # plain malloc (numpy's large arrays may ask for huge pages)
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-  buffer = libc.malloc(256 * 2**20); ctypes.memset(buffer, 1, 256 * 2**20); libc.free(buffer)
-  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-first = touch_faults()
-print(retained, first, touch_faults())
-"""
-  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-  retained, first, second = out.stdout.split()
-  if retained != "True":
-    pytest.skip("not glibc")
-  assert int(first) > 60000  # 256 MiB of fresh 4 KiB pages (the check is meaningful)
-  assert int(second) < 1000
