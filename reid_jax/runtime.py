@@ -12,7 +12,7 @@ MALLOC_ENV = "REID_JAX_MALLOC"
 
 
 def allocator() -> str:
-  """'tcmalloc' if this process has tcmalloc loaded (preloaded), else 'glibc' (or 'unknown' off Linux)."""
+  """'tcmalloc' if this process has tcmalloc loaded, else 'glibc' ('unknown' off Linux)."""
   if not sys.platform.startswith("linux"):
     return "unknown"
   try:
@@ -35,7 +35,8 @@ def prefer_tcmalloc(module_name: str) -> None:
   """
   if module_name != "__main__" or not sys.platform.startswith("linux"):
     return
-  if os.environ.get(MALLOC_ENV, "").lower() == "glibc" or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+  opted_out = os.environ.get(MALLOC_ENV, "").lower() == "glibc"
+  if opted_out or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
     return
   library = next(filter(None, map(ctypes.util.find_library, _TCMALLOC_NAMES)), None)
   if library is None:
