@@ -71,19 +71,26 @@ def _timed(fn, args):
 
 
 def _products(x_shape, kernel_shape, geo, transposed):
-  """{product: {impl: jitted fn}} and the args each takes."""
+  """{product: {impl: jitted fn}}; every fn takes (x, kernel, g)."""
   fns = {}
   for impl in ("xla", "matmul"):
-    fwd, dx, dw = conv._FORWARD[impl], conv._INPUT_GRAD[impl], conv._WEIGHT_GRAD[impl]
-    if not transposed:
-      fns.setdefault("forward", {})[impl] = xla_options.jit(lambda x, k, g, f=fwd: f(x, k, geo))
-      fns.setdefault("input_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=dx: f(g, k, geo, x.shape))
-      fns.setdefault("weight_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=dw: f(x, g, geo, k.shape))
-    else:  # x: the transposed conv's input = the conv's output space; g: the conv's input space
-      fns.setdefault("forward", {})[impl] = xla_options.jit(lambda x, k, g, f=dx: f(x, k, geo, g.shape))
-      fns.setdefault("input_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=fwd: f(g, k, geo))
-      fns.setdefault("weight_grad", {})[impl] = xla_options.jit(lambda x, k, g, f=dw: f(g, x, geo, k.shape))
+    products = _product_fns(conv._FORWARD[impl], conv._INPUT_GRAD[impl], conv._WEIGHT_GRAD[impl],
+                            geo, transposed)
+    for product, fn in products.items():
+      fns.setdefault(product, {})[impl] = xla_options.jit(fn)
   return fns
+
+
+def _product_fns(fwd, dx, dw, geo, transposed):
+  """The three products of one formulation as `(x, kernel, g)` functions."""
+  if not transposed:
+    return {"forward": lambda x, k, g: fwd(x, k, geo),
+            "input_grad": lambda x, k, g: dx(g, k, geo, x.shape),
+            "weight_grad": lambda x, k, g: dw(x, g, geo, k.shape)}
+  # x: the transposed conv's input = the conv's output space; g: the conv's input space
+  return {"forward": lambda x, k, g: dx(x, k, geo, g.shape),
+          "input_grad": lambda x, k, g: fwd(g, k, geo),
+          "weight_grad": lambda x, k, g: dw(g, x, geo, k.shape)}
 
 
 def main(argv):

@@ -84,6 +84,7 @@ def main(argv):
   times, cpu_times = report.alternate(runners, repeats)
   report.print_rates("extract_img_per_s", times, cpu_times, batch, config)
 
+
 if __name__ == "__main__":
   flags.FLAGS.set_default("batch", 128)
   app.run(main)

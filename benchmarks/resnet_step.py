@@ -23,7 +23,7 @@ NUM_CLASSES = 751  # Market-1501 training identities (hhl.md §3)
 
 @contextlib.contextmanager
 def conv_impl(impl: str):
-  """Trace the trunk with every `Conv` on `impl` (benchmark-only switch; the library default is 'auto')."""
+  """Trace the trunk with every `Conv` on `impl` (a benchmark-only switch; the default is 'auto')."""
   original = resnet.Conv
   resnet.Conv = functools.partial(conv.Conv, impl=impl)
   try:
@@ -47,7 +47,8 @@ def jax_train_step(arch, batch, height, width, impl):
         {"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}, images)
     tx = optax.sgd(0.01, momentum=0.9)
     state = state_lib.create(variables["params"], variables.get("batch_stats"), tx)
-    step = xla_options.jit(steps.make_train_step(steps.baseline_loss_fn(model), tx), donate_argnums=0)
+    train_step = steps.make_train_step(steps.baseline_loss_fn(model), tx)
+    step = xla_options.jit(train_step, donate_argnums=0)
     data = {"image": images, "label": labels}
     state, _ = step(state, data, jax.random.PRNGKey(3))  # compile under the chosen impl
   jax.block_until_ready(state)

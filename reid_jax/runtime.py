@@ -22,6 +22,11 @@ def allocator() -> str:
     return "unknown"
 
 
+def tcmalloc_library() -> str | None:
+  """The name to preload tcmalloc by (e.g. 'libtcmalloc_minimal.so.4'), or None if not installed."""
+  return next(filter(None, map(ctypes.util.find_library, _TCMALLOC_NAMES)), None)
+
+
 def prefer_tcmalloc(module_name: str) -> None:
   """Re-executes this command with tcmalloc preloaded, if it is the program and the system has it.
 
@@ -38,7 +43,7 @@ def prefer_tcmalloc(module_name: str) -> None:
   opted_out = os.environ.get(MALLOC_ENV, "").lower() == "glibc"
   if opted_out or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
     return
-  library = next(filter(None, map(ctypes.util.find_library, _TCMALLOC_NAMES)), None)
+  library = tcmalloc_library()
   if library is None:
     return
   preload = " ".join(filter(None, (library, os.environ.get("LD_PRELOAD"))))

@@ -1,6 +1,5 @@
 """Process-level settings (reid_jax/runtime.py), each checked in a fresh Python process."""
 
-import ctypes.util
 import os
 import subprocess
 import sys
@@ -12,10 +11,15 @@ from reid_jax import runtime
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _environ(**env: str) -> dict[str, str]:
+  """This process's environment without an allocator choice, plus `env`."""
+  keep = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
+  return {**keep, **env}
+
+
 def _python(script: str, *args: str, **env: str) -> list[str]:
-  environ = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
   out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                       check=True, cwd=_REPO, env={**environ, **env})
+                       check=True, cwd=_REPO, env=_environ(**env))
   return out.stdout.splitlines()
 
 
@@ -51,14 +55,10 @@ print("end", runtime.allocator(), runtime.retain_freed_memory(), *sys.argv[1:])
 """
 
 
-def _tcmalloc_installed() -> bool:
-  return any(ctypes.util.find_library(name) for name in ("tcmalloc_minimal", "tcmalloc"))
-
-
 def test_prefer_tcmalloc_reexecutes_the_program_with_its_arguments():
   """As the program: one re-execution under tcmalloc when installed (arguments kept), else none."""
   lines = _python(_PREFER, "__main__", "--flag=1")
-  if _tcmalloc_installed():
+  if runtime.tcmalloc_library():
     assert lines == ["start glibc", "start tcmalloc", "end tcmalloc False __main__ --flag=1"]
   else:
     assert lines == ["start glibc", "end glibc True __main__ --flag=1"]
@@ -71,7 +71,7 @@ def test_prefer_tcmalloc_does_nothing_on_import_or_when_opted_out():
       "start glibc", "end glibc True __main__"]
 
 
-@pytest.mark.skipif(not _tcmalloc_installed(), reason="tcmalloc not installed")
+@pytest.mark.skipif(runtime.tcmalloc_library() is None, reason="tcmalloc not installed")
 def test_entry_point_runs_under_tcmalloc():
   """`python -m experiments.baseline --helpfull` re-executes under tcmalloc before parsing flags."""
   out = subprocess.run(
@@ -79,6 +79,5 @@ def test_entry_point_runs_under_tcmalloc():
        "import atexit; from reid_jax import runtime; "
        "atexit.register(lambda: print('allocator', runtime.allocator())); "
        "runpy.run_module('experiments.baseline', run_name='__main__')", "--helpfull"],
-      capture_output=True, text=True, cwd=_REPO,
-      env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+      capture_output=True, text=True, cwd=_REPO, env=_environ())
   assert "allocator tcmalloc" in out.stdout

@@ -49,8 +49,8 @@ def make_extractor(descriptor: Descriptor, flip: bool = False, mesh=None):
   mesh = sharding_lib.data_mesh() if mesh is None else mesh
   replicated = sharding_lib.replicated(mesh)
   return xla_options.jit(_flip_averaged(descriptor, flip),
-                 in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
-                 out_shardings=replicated), mesh
+                         in_shardings=(replicated, sharding_lib.batch_sharding(mesh)),
+                         out_shardings=replicated), mesh
 
 
 def extract(descriptor: Descriptor, variables: Mapping, batches: Iterable[Mapping[str, np.ndarray]],
