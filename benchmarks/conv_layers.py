@@ -1,12 +1,14 @@
-"""Per-layer CPU timings of ResNet-50's and StarGAN's convolutions: XLA vs the matmul formulations.
+"""Per-layer CPU timings of ResNet-50's and StarGAN's convolutions: XLA vs our formulations.
 
-  python -m benchmarks.conv_layers [--quick] [--batch 32 --height 256 --width 128]
+  python -m benchmarks.conv_layers [--quick] [--batch 32 --height 256 --width 128 --base_width 64]
 
 For each distinct layer shape, times the three products a training step needs (forward, input
-gradient, weight gradient) with `lax.conv_general_dilated` (and JAX's transposes of it) and with
-`reid_jax.models.conv`'s matmul formulations, alternating the two, and prints medians (ms) and the
-ratio xla / matmul (> 1: matmul faster). `conv._auto_plan` is the choice these figures justify.
-Ends with one JSON line per layer and product.
+gradient, weight gradient) with `lax.conv_general_dilated` (and JAX's transposes of it), with
+`reid_jax.models.conv`'s matmul formulations and, for 3x3 stride-1 layers, its Winograd
+F(4x4, 3x3) formulation, alternating them, and prints medians (ms) and the ratios xla / matmul and
+xla / winograd (> 1: ours faster). `conv._auto_plan` is the choice these figures justify.
+`--base_width 16 --height 64 --width 32` gives the tiny configs' ResNet. Ends with one JSON line
+per layer, product and formulation.
 """
 
 # Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
@@ -30,13 +32,15 @@ _HEIGHT = flags.DEFINE_integer("height", 256, "Input height (ResNet-50).")
 _WIDTH = flags.DEFINE_integer("width", 128, "Input width (ResNet-50).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per formulation.")
 _ONLY = flags.DEFINE_string("only", "", "Substring filter on the layer names.")
+_BASE_WIDTH = flags.DEFINE_integer("base_width", 64, "layer1 width (64: ResNet-50; 16: resnet_small).")
 
 
-def resnet50_layers(height, width):
+def resnet50_layers(height, width, base_width=64):
   """(name, H, W, Cin, Cout, k, stride, padding) of every distinct ResNet-50 convolution."""
-  layers = [("stem 7x7/2", height, width, 3, 64, 7, 2, 3)]
-  h, w, cin = height // 4, width // 4, 64
-  for stage, (mid, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], start=1):
+  layers = [("stem 7x7/2", height, width, 3, base_width, 7, 2, 3)]
+  h, w, cin = height // 4, width // 4, base_width
+  widths = [base_width * 2**s for s in range(4)]
+  for stage, (mid, stride) in enumerate(zip(widths, (1, 2, 2, 2)), start=1):
     out = 4 * mid
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     layers += [
@@ -70,10 +74,11 @@ def _timed(fn, args):
   return time.perf_counter() - start
 
 
-def _products(x_shape, kernel_shape, geo, transposed):
+def _products(geo, transposed):
   """{product: {impl: jitted fn}}; every fn takes (x, kernel, g)."""
   fns = {}
-  for impl in ("xla", "matmul"):
+  winograd = not transposed and conv.winograd_applies(geo, "float32")
+  for impl in ("xla", "matmul", "winograd") if winograd else ("xla", "matmul"):
     products = _product_fns(conv._FORWARD[impl], conv._INPUT_GRAD[impl], conv._WEIGHT_GRAD[impl],
                             geo, transposed)
     for product, fn in products.items():
@@ -96,7 +101,8 @@ def _product_fns(fwd, dx, dw, geo, transposed):
 def main(argv):
   del argv
   batch, repeats = _BATCH.value, (3 if _QUICK.value else _REPEATS.value)
-  layers = [(n, *s, False) for n, *s in resnet50_layers(_HEIGHT.value, _WIDTH.value)]
+  layers = [(n, *s, False)
+            for n, *s in resnet50_layers(_HEIGHT.value, _WIDTH.value, _BASE_WIDTH.value)]
   layers += [(n, *s, False) for n, *s in stargan_layers()]
   layers += [(n, *s, True) for n, *s in stargan_transposed()]
   if _QUICK.value:
@@ -105,9 +111,10 @@ def main(argv):
     layers = [l for l in layers if _ONLY.value in l[0]]
   key = jax.random.PRNGKey(0)
   records = []
-  print(f"batch {batch}, medians of {repeats} alternating runs (ms); ratio = xla / matmul")
-  print(f"{'layer':34s} {'GFLOP':>6s} | {'fwd xla':>8s} {'mm':>7s} {'x':>5s} | "
-        f"{'dx xla':>8s} {'mm':>7s} {'x':>5s} | {'dw xla':>8s} {'mm':>7s} {'x':>5s}")
+  print(f"batch {batch}, medians of {repeats} alternating runs (ms); x = xla / matmul, "
+        "xw = xla / winograd")
+  print(f"{'layer':34s} {'GFLOP':>6s}" + "".join(
+      f" | {p + ' xla':>8s} {'mm':>7s} {'x':>5s} {'wg':>7s} {'xw':>5s}" for p in ("fwd", "dx", "dw")))
   for name, h, w, cin, cout, k, stride, pad, transposed in layers:
     geo = conv.Geometry((k, k), (stride, stride), (pad, pad), (1, 1))
     if transposed:  # the conv whose input gradient is this transposed conv: cout-space -> cin-space
@@ -123,20 +130,23 @@ def main(argv):
       kernel = jax.random.normal(key, (k, k, cin, cout)) * 0.05
       flops = 2 * batch * ho * wo * cin * cout * k * k
     row = f"{name:34s} {flops / 1e9:6.2f}"
-    for product, fns in _products(x.shape, kernel.shape, geo, transposed).items():
-      times = {"xla": [], "matmul": []}
+    for product, fns in _products(geo, transposed).items():
+      times = {impl: [] for impl in fns}
       for impl in times:
         _timed(fns[impl], (x, kernel, g))  # compile
       for _ in range(repeats):  # alternate: the CPU is shared, load drifts
         for impl in times:
           times[impl].append(_timed(fns[impl], (x, kernel, g)))
       med = {impl: statistics.median(t) * 1e3 for impl, t in times.items()}
-      ratio = med["xla"] / med["matmul"]
-      row += f" | {med['xla']:8.1f} {med['matmul']:7.1f} {ratio:5.2f}"
-      records.append({"metric": f"conv_{product}_ms", "ours": round(med["matmul"], 2),
-                      "reference": "xla_conv_general_dilated",
-                      "reference_value": round(med["xla"], 2), "ratio": round(ratio, 3),
-                      "device": "cpu", "config": f"{name} in {h}x{w} b{batch} f32"})
+      row += f" | {med['xla']:8.1f} {med['matmul']:7.1f} {med['xla'] / med['matmul']:5.2f}"
+      row += (f" {med['winograd']:7.1f} {med['xla'] / med['winograd']:5.2f}" if "winograd" in med
+              else f" {'-':>7s} {'-':>5s}")
+      for impl in med.keys() - {"xla"}:
+        records.append({"metric": f"conv_{product}_ms", "formulation": impl,
+                        "ours": round(med[impl], 2), "reference": "xla_conv_general_dilated",
+                        "reference_value": round(med["xla"], 2),
+                        "ratio": round(med["xla"] / med[impl], 3),
+                        "device": "cpu", "config": f"{name} in {h}x{w} b{batch} f32"})
     print(row, flush=True)
   for record in records:
     print(json.dumps(record))

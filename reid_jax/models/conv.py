@@ -14,9 +14,12 @@ would break imported weights).
     are `dot_general`s on the (strided) subsampled input; kxk ones are im2col matmuls: forward
     `patches @ kernel`, input gradient `g @ kernel^T` then col2im (overlap-add of the kh*kw taps),
     weight gradient `g^T @ patches`, all blocked over the batch.
-  'auto' (default): on the CPU backend, per operation the faster of the two as measured on ResNet-50
-    and StarGAN layer shapes (benchmarks/conv_layers.py); elsewhere 'xla'. Decided at trace time
-    from `jax.default_backend()`.
+  'winograd': 3x3 stride-1 float32 convolutions as F(4x4, 3x3) Winograd transforms around a batch
+    of 36 channel matmuls (forward, input gradient and weight gradient: 4x fewer multiplies than
+    the direct convolution); every other convolution as 'auto'.
+  'auto' (default): on the CPU backend, per operation the fastest formulation as measured on
+    ResNet-50 and StarGAN layer shapes (benchmarks/conv_layers.py); elsewhere 'xla'. Decided at
+    trace time from `jax.default_backend()`.
 Grouped convolutions always use 'xla' (no model of the project uses them).
 
 """
@@ -28,9 +31,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-IMPLS = ("auto", "xla", "matmul")
+IMPLS = ("auto", "xla", "matmul", "winograd")
 
 # Upper bound on the im2col / col2im buffer of one block: the batch is cut into blocks of whole
 # images so that a block's patch matrix `[b * Ho * Wo, kh * kw * C]` stays under this size (one image
@@ -47,6 +51,8 @@ _CHANNEL_MAJOR_BELOW = 16
 # 1x1 256->128 50.6 -> 27.9 ms; 4,096 pixels and fewer are faster in one piece).
 _CHUNKED_CONTRACTION_PIXELS = 16384
 _CONTRACTION_CHUNKS = 4
+# 3x3 stride-1 convolutions with fewer input channels stay on XLA's convolution under 'auto'.
+_WINOGRAD_MIN_CHANNELS = 64
 
 
 def _pair(value) -> tuple[int, int]:
@@ -261,9 +267,133 @@ def _weight_grad_matmul(x, g, geo: Geometry, kernel_shape):
   return grad.reshape(kernel_shape)
 
 
-_FORWARD = {"xla": _forward_xla, "matmul": _forward_matmul}
-_INPUT_GRAD = {"xla": _input_grad_xla, "matmul": _input_grad_matmul}
-_WEIGHT_GRAD = {"xla": _weight_grad_xla, "matmul": _weight_grad_matmul}
+# ---------------------------------------------------------------------------------------------
+# Winograd formulation F(4x4, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, "Fast Algorithms
+# for Convolutional Neural Networks", CVPR 2016). Each 4x4 output tile is
+# A^T [(G k G^T) * (B^T d B)] A over its 6x6 input tile d: after the transforms, one batch of 36
+# matmuls over the channels does 36 multiply-adds per 16 outputs where the direct convolution does
+# 144 (4x fewer). The transforms are sums of strided slices that XLA fuses into a few loops. Extra
+# memory: the transformed input and output, 2.25x the input and the output. Rounding: relative
+# error ~1e-5 against the direct float32 sum (~1e-6), the usual price of F(4x4, 3x3) (cuDNN's
+# default float32 algorithm on GPUs); float32 only, other dtypes keep the direct paths.
+
+_WINOGRAD_TILE = 4  # outputs per tile side; input tiles are _WINOGRAD_TILE + 2 = 6 wide
+# Interpolation points 0, +-1, +-2 and infinity (the paper's F(4, 3) matrices).
+_WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0],
+                         [0, -4, -4, 1, 1, 0],
+                         [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0],
+                         [0, 2, -1, -2, 1, 0],
+                         [0, 4, 0, -5, 0, 1]], np.float64)
+_WINOGRAD_G = np.array([[1 / 4, 0, 0],
+                        [-1 / 6, -1 / 6, -1 / 6],
+                        [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6],
+                        [1 / 24, -1 / 12, 1 / 6],
+                        [0, 0, 1]], np.float64)
+_WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0],
+                         [0, 1, -1, 2, -2, 0],
+                         [0, 1, 1, 4, 4, 0],
+                         [0, 1, -1, 8, -8, 1]], np.float64)
+# Kernel transform of a flattened [3 * 3, ...] kernel: row (p, q) is G[p, i] G[q, j] over (i, j).
+_WINOGRAD_KERNEL_MATRIX = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(np.float32)
+
+
+def winograd_applies(geo: Geometry, dtype) -> bool:
+  """Whether F(4x4, 3x3) computes this convolution: 3x3, stride 1, no dilation, padding <= 2, f32."""
+  return (geo.kernel == (3, 3) and geo.strides == (1, 1) and geo.dilation == (1, 1)
+          and max(geo.padding) <= 2 and jnp.dtype(dtype) == jnp.float32)
+
+
+def _combine(coefficients, terms):
+  """`sum_i coefficients[i] * terms[i]` without the zero terms: one loop for XLA to fuse."""
+  total = None
+  for c, term in zip(coefficients, terms):
+    if c == 0:
+      continue
+    term = term if c == 1 else -term if c == -1 else term * np.float32(c)
+    total = term if total is None else total + term
+  return total
+
+
+class _TileGrid(NamedTuple):
+  batch: int
+  rows: int  # output tiles down
+  cols: int  # output tiles across
+  out_hw: tuple[int, int]
+
+
+def _winograd_input(x, padding) -> tuple[Any, _TileGrid]:
+  """`B^T d B` of every 6x6 input tile (tiles step 4 and overlap by 2): `[N, H, W, C]` ->
+  `[36, N * rows * cols, C]`, transformed along H, then along W."""
+  m, a = _WINOGRAD_TILE, _WINOGRAD_TILE + 2
+  n, h, w, c = x.shape
+  (ph, pw) = padding
+  out_hw = (h + 2 * ph - 2, w + 2 * pw - 2)
+  rows, cols = -(-out_hw[0] // m), -(-out_hw[1] // m)
+  # Zeros below and right complete the last tiles; their outputs are cropped.
+  xp = jnp.pad(x, ((0, 0), (ph, rows * m + 2 - h - ph), (pw, cols * m + 2 - w - pw), (0, 0)))
+  tile_rows = [lax.slice_in_dim(xp, i, i + (rows - 1) * m + 1, m, axis=1) for i in range(a)]
+  by_rows = jnp.stack([_combine(_WINOGRAD_BT[p], tile_rows) for p in range(a)])
+  tile_cols = [lax.slice_in_dim(by_rows, j, j + (cols - 1) * m + 1, m, axis=3) for j in range(a)]
+  tiles = jnp.stack([_combine(_WINOGRAD_BT[q], tile_cols) for q in range(a)], axis=1)
+  return tiles.reshape(a * a, n * rows * cols, c), _TileGrid(n, rows, cols, out_hw)
+
+
+def _winograd_kernel(kernel):
+  """`G k G^T`: `[3, 3, Cin, Cout]` -> `[36, Cin, Cout]`."""
+  flat = kernel.reshape(9, -1)
+  return (_WINOGRAD_KERNEL_MATRIX @ flat).reshape(-1, *kernel.shape[2:])
+
+
+def _winograd_output(products, grid: _TileGrid):
+  """`A^T M A` of every tile: `[36, N * rows * cols, Cout]` -> `[N, Ho, Wo, Cout]`."""
+  m, a = _WINOGRAD_TILE, _WINOGRAD_TILE + 2
+  products = products.reshape(a, a, grid.batch, grid.rows, grid.cols, -1)
+  by_rows = [_combine(_WINOGRAD_AT[r], list(products)) for r in range(m)]
+  # Stacked straight into [N, rows, 4, cols, 4, Cout] (row-major image order), no transpose pass.
+  out = jnp.stack([jnp.stack([_combine(_WINOGRAD_AT[s], list(row)) for s in range(m)], axis=3)
+                   for row in by_rows], axis=2)
+  out = out.reshape(grid.batch, grid.rows * m, grid.cols * m, -1)
+  return out[:, :grid.out_hw[0], :grid.out_hw[1]]
+
+
+def _winograd_output_transpose(g, grid: _TileGrid):
+  """Transpose of `_winograd_output`: `[N, Ho, Wo, Cout]` -> `[36, N * rows * cols, Cout]`."""
+  m, a = _WINOGRAD_TILE, _WINOGRAD_TILE + 2
+  n, ho, wo, cout = g.shape
+  g = jnp.pad(g, ((0, 0), (0, grid.rows * m - ho), (0, grid.cols * m - wo), (0, 0)))
+  g = g.reshape(n, grid.rows, m, grid.cols, m, cout)
+  by_rows = [_combine(_WINOGRAD_AT[:, p], [g[:, :, r] for r in range(m)]) for p in range(a)]
+  out = jnp.stack([_combine(_WINOGRAD_AT[:, q], [row[:, :, :, s] for s in range(m)])
+                   for row in by_rows for q in range(a)])
+  return out.reshape(a * a, n * grid.rows * grid.cols, cout)
+
+
+def _forward_winograd(x, kernel, geo: Geometry):
+  tiles, grid = _winograd_input(x, geo.padding)
+  return _winograd_output(jnp.einsum("tpi,tio->tpo", tiles, _winograd_kernel(kernel)), grid)
+
+
+def _input_grad_winograd(g, kernel, geo: Geometry, in_shape):
+  # A stride-1 convolution's input gradient is the convolution of g with the flipped kernel
+  # (in/out swapped) and padding 2 - p, itself a 3x3 stride-1 convolution: same formulation.
+  del in_shape  # equal to the result's shape: (Ho + 2 (2 - p) - 2) = H
+  flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+  return _forward_winograd(g, flipped, geo._replace(padding=tuple(2 - p for p in geo.padding)))
+
+
+def _weight_grad_winograd(x, g, geo: Geometry, kernel_shape):
+  tiles, grid = _winograd_input(x, geo.padding)
+  products = jnp.einsum("tpi,tpo->tio", tiles, _winograd_output_transpose(g, grid))
+  return (_WINOGRAD_KERNEL_MATRIX.T @ products.reshape(products.shape[0], -1)).reshape(kernel_shape)
+
+
+_FORWARD = {"xla": _forward_xla, "matmul": _forward_matmul, "winograd": _forward_winograd}
+_INPUT_GRAD = {"xla": _input_grad_xla, "matmul": _input_grad_matmul,
+               "winograd": _input_grad_winograd}
+_WEIGHT_GRAD = {"xla": _weight_grad_xla, "matmul": _weight_grad_matmul,
+                "winograd": _weight_grad_winograd}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -304,33 +434,40 @@ def _conv_transpose_bwd(geo, plan, out_shape, residuals, g):
 _conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
-def _auto_plan(geo: Geometry, in_channels: int) -> _Plan:
+def _auto_plan(geo: Geometry, in_channels: int, dtype) -> _Plan:
   """Per-operation choice on the CPU backend, measured (benchmarks/conv_layers.py, ResNet-50 256x128
   b32, 2 cores) with the compiler options of `reid_jax.xla_options`, which every jit running the
   models uses: XLA's own convolutions, YNNPACK's dots.
 
   1x1: forward on XLA's convolution (neutral in the training step, 6% faster feature extraction
   at b128); both gradients as dots (XLA's 1x1 weight gradient is 1.3-2.7x slower, its strided
-  input gradient 1.6-1.9x). kxk at stride 1: all three on XLA's convolution (layer1 3x3: forward
-  28 vs 48 ms, input gradient 28 vs 35, weight gradient 44 vs 83). Strided kxk: forward on XLA's
-  convolution (equal within noise); input gradient as col2im (XLA's lhs-dilated convolution is 2x
-  slower: layer2 3x3/2 78 vs 37 ms; it is also the forward of a transposed convolution); weight
-  gradient as matmuls (layer2 3x3/2 39 vs 50 ms), except with few input channels (RGB stem 7x7/2:
-  XLA 66 vs 76 ms).
+  input gradient 1.6-1.9x). 3x3 at stride 1 (float32, at least `_WINOGRAD_MIN_CHANNELS` input
+  channels): all three products as F(4x4, 3x3) (layer3 3x3 256: forward 12 vs 25 ms, input
+  gradient 13 vs 26, weight gradient 19 vs 26). Other kxk at stride 1: all three on XLA's
+  convolution (faster than im2col: layer1 3x3 forward 28 vs 48 ms, input gradient 28 vs 35, weight
+  gradient 44 vs 83). Strided kxk: forward on XLA's convolution (equal within noise); input gradient
+  as col2im (XLA's lhs-dilated convolution is 2x slower: layer2 3x3/2 78 vs 37 ms; it is also the
+  forward of a transposed convolution); weight gradient as matmuls (layer2 3x3/2 39 vs 50 ms),
+  except with few input channels (RGB stem 7x7/2: XLA 66 vs 76 ms).
   """
   if geo.pointwise:
     return _Plan("xla", "matmul", "matmul")
+  if winograd_applies(geo, dtype) and in_channels >= _WINOGRAD_MIN_CHANNELS:
+    return _Plan("winograd", "winograd", "winograd")
   strided = geo.strides != (1, 1)
   return _Plan("xla", "matmul" if strided else "xla",
                "matmul" if strided and in_channels >= 16 else "xla")
 
 
-def _plan(impl: str, geo: Geometry, in_channels: int) -> _Plan | None:
+def _plan(impl: str, geo: Geometry, in_channels: int, dtype) -> _Plan | None:
   """None means plain `lax.conv_general_dilated` with JAX's own autodiff."""
   if impl not in IMPLS:
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
   if impl == "auto":
-    return _auto_plan(geo, in_channels) if jax.default_backend() == "cpu" else None
+    return _auto_plan(geo, in_channels, dtype) if jax.default_backend() == "cpu" else None
+  if impl == "winograd":
+    return (_Plan("winograd", "winograd", "winograd") if winograd_applies(geo, dtype)
+            else _plan("auto", geo, in_channels, dtype))
   return None if impl == "xla" else _Plan("matmul", "matmul", "matmul")
 
 
@@ -340,7 +477,7 @@ def conv2d(x, kernel, *, strides=1, padding=0, dilation=1, groups=1, impl="auto"
   `padding` is an int or (ph, pw), applied symmetrically like PyTorch. `impl`: see module docstring.
   """
   geo = Geometry(tuple(kernel.shape[:2]), _pair(strides), _pair(padding), _pair(dilation))
-  plan = _plan(impl, geo, x.shape[-1])
+  plan = _plan(impl, geo, x.shape[-1], x.dtype)
   if plan is None or groups != 1:
     (ph, pw) = geo.padding
     return lax.conv_general_dilated(
@@ -359,7 +496,8 @@ def conv_transpose2d(x, kernel, *, strides=1, padding=0, output_padding=0, impl=
   kh, kw = kernel.shape[:2]
   (sh, sw), (ph, pw), (oph, opw) = _pair(strides), _pair(padding), _pair(output_padding)
   geo = Geometry((kh, kw), (sh, sw), (ph, pw), (1, 1))
-  plan = _plan(impl, geo, kernel.shape[3])  # the plan's forward runs on the Cout-channel cotangent
+  # The plan's forward runs on the Cout-channel cotangent.
+  plan = _plan(impl, geo, kernel.shape[3], x.dtype)
   if plan is None:
     flipped = kernel[::-1, ::-1]  # scatter with kernel == gather with the flipped kernel
     return lax.conv_general_dilated(

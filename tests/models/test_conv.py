@@ -1,4 +1,5 @@
-"""conv2d / conv_transpose2d: the matmul path equals XLA's convolution and its gradients; torch as reference."""
+"""conv2d / conv_transpose2d: the matmul and Winograd paths equal XLA's convolution and its gradients;
+torch as reference."""
 
 import jax
 import jax.numpy as jnp
@@ -40,17 +41,36 @@ CONV_CASES = [
 ]
 
 
+# 3x3 stride 1 for F(4x4, 3x3): sizes with partial last tiles, whole tiles, paddings 0-2, channels
+# under and over 'auto''s threshold.
+WINOGRAD_CASES = [
+    (7, 5, 3, 1, 1, 1, 16),
+    (7, 5, 3, 1, 0, 1, 16),
+    (8, 12, 3, 1, 1, 1, 64),
+    (9, 6, 3, 1, 2, 1, 3),
+    (3, 3, 3, 1, 1, 1, 5),
+]
+
+
 @pytest.mark.parametrize("h,w,k,stride,padding,dilation,cin,impl",
                          [(*case, "matmul") for case in CONV_CASES]
-                         + [(*case, "auto") for case in CONV_CASES if case[2] in (3, 7)][:4])
+                         + [(*case, "auto") for case in CONV_CASES if case[2] in (3, 7)][:4]
+                         + [(*case, "winograd") for case in WINOGRAD_CASES]
+                         + [(*WINOGRAD_CASES[2], "auto")])
 def test_conv2d_and_gradients_equal_xla(h, w, k, stride, padding, dilation, cin, impl):
   x, kernel = _random(0, (2, h, w, cin)), _random(1, (k, k, cin, 5))
   conv_with = lambda impl: lambda x, kernel: conv.conv2d(
       x, kernel, strides=stride, padding=padding, dilation=dilation, impl=impl)
   expected = _value_and_vjp(conv_with("xla"), x, kernel)
   actual = _value_and_vjp(conv_with(impl), x, kernel)
+  geo = conv.Geometry((k, k), (stride, stride), (padding, padding), (dilation, dilation))
+  winograd = "winograd" in conv._plan(impl, geo, cin, x.dtype)
+  assert winograd == (impl != "matmul" and (h, w, k, stride, padding, dilation, cin) in
+                      WINOGRAD_CASES and (impl == "winograd" or cin >= 64))
   for name, a, e in zip(("y", "dx", "dkernel"), actual, expected):
-    np.testing.assert_allclose(a, e, **_TOL, err_msg=name)
+    # F(4x4, 3x3) rounds to ~1e-5 of the result's scale (the direct sums to ~1e-6).
+    tol = dict(rtol=1e-4, atol=max(1e-4, 2e-5 * np.abs(e).max())) if winograd else _TOL
+    np.testing.assert_allclose(a, e, **tol, err_msg=name)
 
 
 @pytest.mark.parametrize("shape, cin, cout", [((4, 64, 64), 8, 12), ((1, 129, 129), 12, 8)])
@@ -137,6 +157,30 @@ def test_conv_transpose2d_gradients_equal_xla(h, w, k, stride, padding, output_p
     np.testing.assert_allclose(a, e, **_TOL, err_msg=name)
 
 
+def test_winograd_matrices_compute_a_4_output_correlation():
+  """1-D F(4, 3) by hand: A^T [(G k) * (B^T d)] is the 4-output correlation of 6 inputs with 3
+  taps, for every d and k (checked on a basis of each, which spans all of them)."""
+  bt, g, at = conv._WINOGRAD_BT, conv._WINOGRAD_G, conv._WINOGRAD_AT
+  for i in range(6):
+    for j in range(3):
+      d, k = np.eye(6)[i], np.eye(3)[j]
+      expected = [sum(d[n + t] * k[t] for t in range(3)) for n in range(4)]
+      np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), expected, atol=1e-12)
+
+
+def test_winograd_applies_only_to_3x3_stride_1_float32():
+  geo = conv.Geometry((3, 3), (1, 1), (1, 1), (1, 1))
+  assert conv.winograd_applies(geo, jnp.float32)
+  assert not conv.winograd_applies(geo, jnp.bfloat16)
+  for other in (geo._replace(strides=(2, 2)), geo._replace(dilation=(2, 2)),
+                geo._replace(kernel=(5, 5)), geo._replace(padding=(3, 3))):
+    assert not conv.winograd_applies(other, jnp.float32)
+  # 'winograd' elsewhere falls back to 'auto''s plan.
+  strided = geo._replace(strides=(2, 2))
+  assert conv._plan("winograd", strided, 64, jnp.float32) == conv._plan("auto", strided, 64,
+                                                                          jnp.float32)
+
+
 def _compiled_text(fn, *args):
   return jax.jit(fn).lower(*args).compile().as_text()
 
@@ -159,9 +203,11 @@ def test_impl_selects_the_path(transposed):
   assert jax.default_backend() == "cpu"
   # 1x1: the forward on XLA's convolution, both gradients as dot_general.
   assert _compiled_text(loss("auto", 1), x, kernel).count("convolution(") == 1
-  stride_1 = conv._plan("auto", conv.Geometry((3, 3), (1, 1), (1, 1), (1, 1)), 64)
-  stride_2 = conv._plan("auto", conv.Geometry((3, 3), (2, 2), (1, 1), (1, 1)), 64)
-  assert stride_1 == ("xla", "xla", "xla") and stride_2 == ("xla", "matmul", "matmul")
+  plan = lambda strides, channels, dtype=jnp.float32: conv._plan(
+      "auto", conv.Geometry((3, 3), strides, (1, 1), (1, 1)), channels, dtype)
+  assert plan((1, 1), 64) == ("winograd",) * 3
+  assert plan((1, 1), 32) == plan((1, 1), 64, jnp.bfloat16) == ("xla", "xla", "xla")
+  assert plan((2, 2), 64) == ("xla", "matmul", "matmul")
   with pytest.raises(ValueError, match="impl"):
     conv.conv2d(x, kernel, impl="cudnn")
 
