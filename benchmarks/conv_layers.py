@@ -32,7 +32,8 @@ _HEIGHT = flags.DEFINE_integer("height", 256, "Input height (ResNet-50).")
 _WIDTH = flags.DEFINE_integer("width", 128, "Input width (ResNet-50).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per formulation.")
 _ONLY = flags.DEFINE_string("only", "", "Substring filter on the layer names.")
-_BASE_WIDTH = flags.DEFINE_integer("base_width", 64, "layer1 width (64: ResNet-50; 16: resnet_small).")
+_BASE_WIDTH = flags.DEFINE_integer("base_width", 64,
+                                   "layer1 width (64: ResNet-50; 16: resnet_small).")
 
 
 def resnet50_layers(height, width, base_width=64):
@@ -113,8 +114,9 @@ def main(argv):
   records = []
   print(f"batch {batch}, medians of {repeats} alternating runs (ms); x = xla / matmul, "
         "xw = xla / winograd")
-  print(f"{'layer':34s} {'GFLOP':>6s}" + "".join(
-      f" | {p + ' xla':>8s} {'mm':>7s} {'x':>5s} {'wg':>7s} {'xw':>5s}" for p in ("fwd", "dx", "dw")))
+  columns = "".join(f" | {p + ' xla':>8s} {'mm':>7s} {'x':>5s} {'wg':>7s} {'xw':>5s}"
+                    for p in ("fwd", "dx", "dw"))
+  print(f"{'layer':34s} {'GFLOP':>6s}" + columns)
   for name, h, w, cin, cout, k, stride, pad, transposed in layers:
     geo = conv.Geometry((k, k), (stride, stride), (pad, pad), (1, 1))
     if transposed:  # the conv whose input gradient is this transposed conv: cout-space -> cin-space

@@ -300,7 +300,8 @@ _WINOGRAD_KERNEL_MATRIX = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(np.float32)
 
 
 def winograd_applies(geo: Geometry, dtype) -> bool:
-  """Whether F(4x4, 3x3) computes this convolution: 3x3, stride 1, no dilation, padding <= 2, f32."""
+  """Whether F(4x4, 3x3) computes this convolution: 3x3, stride 1, no dilation, padding <= 2,
+  float32."""
   return (geo.kernel == (3, 3) and geo.strides == (1, 1) and geo.dilation == (1, 1)
           and max(geo.padding) <= 2 and jnp.dtype(dtype) == jnp.float32)
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from reid_jax.errors import ReidError
 from reid_jax.models import pooling
+from reid_jax.models.materialize import materialize
 from reid_jax.models.conv import Conv
 
 # hhl.md §3: PyTorch BatchNorm defaults (running <- 0.9 running + 0.1 batch), in Flax's convention.
@@ -67,7 +68,8 @@ class Bottleneck(nn.Module):
     if self.strides != 1 or x.shape[-1] != out_features:
       x = conv(out_features, 1, strides=self.strides, name="downsample_conv")(x)
       x = batch_norm(train, self.dtype, "downsample_bn")(x)
-    return nn.relu(y + x.astype(y.dtype))
+    # Computed once: otherwise XLA:CPU recomputes the whole residual stream in each consumer.
+    return materialize(nn.relu(y + x.astype(y.dtype)))
 
 
 class ResNetStage(nn.Module):

@@ -1,5 +1,5 @@
-"""conv2d / conv_transpose2d: the matmul and Winograd paths equal XLA's convolution and its gradients;
-torch as reference."""
+"""conv2d / conv_transpose2d: the matmul and Winograd paths equal XLA's convolution and its
+gradients; torch as reference."""
 
 import jax
 import jax.numpy as jnp
