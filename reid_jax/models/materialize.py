@@ -10,10 +10,11 @@ XLA never duplicates an "expensive" instruction such as a division, but it rewri
 a constant, a scalar or a broadcast into a multiplication. `y / (y * 0 + 1)` divides by a
 full-size 1.0 that XLA cannot prove constant (it does not fold `x * 0` for floats: inf * 0 is
 NaN): exact for finite y, computed once per element in the fusion that produces y, and every
-consumer reads y (tests/models/test_materialize.py checks both). The gradient passes straight
-through (no division in the backward pass). With ResNet-50 on 2 cores: feature extraction 1.12x,
-the training step 1.08x. On other backends `materialize` is the identity (their fusion heuristics
-differ; not measured).
+consumer reads y (tests/models/test_materialize.py checks both). The gradient is the identity,
+materialized the same way. ResNet-50 on 2 cores, block outputs only: feature extraction 1.12x, the
+training step 1.08x; the inner BatchNorm-ReLU outputs and the gradients as well: the step another
+1.05x (faster in 11 of 12 alternating rounds). On other backends `materialize` is the identity
+(their fusion heuristics differ; not measured).
 """
 
 import jax
@@ -24,7 +25,10 @@ def _divide_by_runtime_one(y):
   return y / (y * 0 + 1)
 
 
-_divide_by_runtime_one.defvjp(lambda y: (_divide_by_runtime_one(y), None), lambda _, g: (g,))
+# The backward pass carries the same chains (each block's input gradient sums the next block's),
+# so the cotangent is computed once too; its value is g itself.
+_divide_by_runtime_one.defvjp(lambda y: (_divide_by_runtime_one(y), None),
+                              lambda _, g: (_divide_by_runtime_one(g),))
 
 
 def materialize(y):

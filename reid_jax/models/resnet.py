@@ -43,6 +43,13 @@ def batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
                       dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+def relu(x):
+  """ReLU whose result XLA:CPU computes once (models/materialize.py): its consumers would
+  otherwise each recompute it from the BatchNorm input, along residual streams from every earlier
+  block's."""
+  return materialize(nn.relu(x))
+
+
 def max_pool_3x3_s2(x):
   """`nn.MaxPool2d(3, stride=2, padding=1)`: the padding takes the value -inf, as in PyTorch."""
   return pooling.max_pool(x, (3, 3), (2, 2), (1, 1))
@@ -60,16 +67,15 @@ class Bottleneck(nn.Module):
     conv = functools.partial(Conv, use_bias=False, kernel_init=conv_kernel_init, dtype=self.dtype)
     out_features = self.width * EXPANSION
     y = conv(self.width, 1, name="conv1")(x)
-    y = nn.relu(batch_norm(train, self.dtype, "bn1")(y))
+    y = relu(batch_norm(train, self.dtype, "bn1")(y))
     y = conv(self.width, 3, strides=self.strides, padding=1, name="conv2")(y)
-    y = nn.relu(batch_norm(train, self.dtype, "bn2")(y))
+    y = relu(batch_norm(train, self.dtype, "bn2")(y))
     y = conv(out_features, 1, name="conv3")(y)
     y = batch_norm(train, self.dtype, "bn3")(y)
     if self.strides != 1 or x.shape[-1] != out_features:
       x = conv(out_features, 1, strides=self.strides, name="downsample_conv")(x)
       x = batch_norm(train, self.dtype, "downsample_bn")(x)
-    # Computed once: otherwise XLA:CPU recomputes the whole residual stream in each consumer.
-    return materialize(nn.relu(y + x.astype(y.dtype)))
+    return relu(y + x.astype(y.dtype))
 
 
 class ResNetStage(nn.Module):
