@@ -81,7 +81,8 @@ def get_config(arg=None):
     # before the 2026-11-29 CPU-speed changes gives 2.0 / 2.3 and 11.7 / 12.0 for seed 1 here.)
     # 108-125 s of training; 181 s wall on a fresh data_dir (both worlds generated and prepared
     # first), on 2 cores. 2026-11-30 (another machine), seed 0: target 4.5 / 3.8, source 9.1 / 11.5,
-    # identical with glibc's malloc (126 s of training) and tcmalloc (73 s; runtime.prefer_tcmalloc).
+    # identical with glibc's malloc (126 s of training) and tcmalloc (73 s; runtime.prefer_tcmalloc),
+    # and again after the Winograd convolutions and `materialize` (70 s with tcmalloc).
     config.model.arch = "resnet_small"
     config.model.num_features = 128
     config.data.synthetic_size = "small"
