@@ -6,8 +6,9 @@
 Ours: `reid_jax.models.heads.ReIDNet(arch, num_features=0, triplet_features=0, dropout_rate=0)`
 (trunk -> pool5 -> linear classifier), the library's `steps.baseline_loss_fn` (softmax cross-entropy)
 and `steps.make_train_step` with SGD momentum 0.9, one `jax.jit` step with the state donated; convs
-via `reid_jax.models.conv` with impl='auto' (the matmul formulations on CPU). `--with_xla` also times
-the same step with every conv on `lax.conv_general_dilated` (the plain Flax baseline, slow).
+via `reid_jax.models.conv` with impl='auto' (matmul and Winograd formulations on CPU).
+`--with_xla` also times the same step with every conv on `lax.conv_general_dilated` (the plain
+Flax baseline, slow).
 Reference: the same architecture written below in PyTorch (no torchvision), float32, channels_last,
 `torch.optim.SGD(momentum=0.9)`, eager and `torch.compile`. One process, the implementations
 alternate run by run (the CPU is shared), medians; ratio = ours / reference in images per second.

@@ -446,7 +446,7 @@ def _auto_plan(geo: Geometry, in_channels: int, dtype) -> _Plan:
   at b128); both gradients as dots (XLA's 1x1 weight gradient is 1.3-2.7x slower, its strided
   input gradient 1.6-1.9x). 3x3 at stride 1 (float32, at least `_WINOGRAD_MIN_CHANNELS` input
   channels): all three products as F(4x4, 3x3) (layer3 3x3 256: forward 12 vs 25 ms, input
-  gradient 13 vs 26, weight gradient 19 vs 26). Other kxk at stride 1: all three on XLA's
+  gradient 13 vs 26, weight gradient 19 vs 26-46). Other kxk at stride 1: all three on XLA's
   convolution (faster than im2col: layer1 3x3 forward 28 vs 48 ms, input gradient 28 vs 35, weight
   gradient 44 vs 83). Strided kxk: forward on XLA's convolution (equal within noise); input gradient
   as col2im (XLA's lhs-dilated convolution is 2x slower: layer2 3x3/2 78 vs 37 ms; it is also the

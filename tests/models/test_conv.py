@@ -145,7 +145,7 @@ def test_conv_transpose2d_matches_torch(h, w, k, stride, padding, output_padding
 
 @pytest.mark.parametrize("h,w,k,stride,padding,output_padding,cin,cout,impl",
                          [(*case, "matmul") for case in TRANSPOSE_CASES]
-                         + [(*TRANSPOSE_CASES[0], "auto")])
+                         + [(*TRANSPOSE_CASES[0], "auto"), (*TRANSPOSE_CASES[3], "winograd")])
 def test_conv_transpose2d_gradients_equal_xla(h, w, k, stride, padding, output_padding, cin, cout,
                                               impl):
   x, kernel = _random(0, (2, h, w, cin)), _random(1, (k, k, cin, cout))
