@@ -66,7 +66,7 @@ def test_conv2d_and_gradients_equal_xla(h, w, k, stride, padding, dilation, cin,
   geo = conv.Geometry((k, k), (stride, stride), (padding, padding), (dilation, dilation))
   winograd = "winograd" in conv._plan(impl, geo, cin, x.dtype)
   assert winograd == (impl != "matmul" and (h, w, k, stride, padding, dilation, cin) in
-                      WINOGRAD_CASES and (impl == "winograd" or cin >= 64))
+                      WINOGRAD_CASES and (impl == "winograd" or cin >= conv._WINOGRAD_MIN_CHANNELS))
   for name, a, e in zip(("y", "dx", "dkernel"), actual, expected):
     # F(4x4, 3x3) rounds to ~1e-5 of the result's scale (the direct sums to ~1e-6).
     tol = dict(rtol=1e-4, atol=max(1e-4, 2e-5 * np.abs(e).max())) if winograd else _TOL
