@@ -17,3 +17,19 @@ def data_dir(tmp_path_factory):
   for name in ("synth_market", "synth_duke"):
     synthetic.write_dataset(name, paths.raw_dir(root, name), size="tiny", seed=0)
   return root
+
+
+@pytest.fixture
+def rendered_domains(monkeypatch):
+  """The names of the domains `render.render` draws in during the test (a spy, same output)."""
+  from reid_jax.data.synthetic import render
+
+  domains = set()
+  original = render.render
+
+  def spy(domain, *args, **kwargs):
+    domains.add(domain.name)
+    return original(domain, *args, **kwargs)
+
+  monkeypatch.setattr(render, "render", spy)
+  return domains

@@ -44,6 +44,7 @@ def get_config(arg=None):
   config.data.eval_batch_size = 128  # hhl.md §7 (irrelevant to the result)
   config.data.synthetic_size = "tiny"  # design README §6 (synth_* datasets only)
   config.data.num_workers = 8  # hhl.md §5
+  config.data.cache_images = False  # decode the training split once, keep it in memory
 
   config.optim = ml_collections.ConfigDict()
   config.optim.base_lr = 0.1  # hhl.md §6
@@ -69,32 +70,23 @@ def get_config(arg=None):
   config.eval.figure_topk = 10  # rank-list figure: gallery entries per query
 
   if variant == "tiny":
-    # CPU sizes, trunk from scratch, on the `small` world (100 train ids, 1,500 images): the
-    # `tiny` world (16 train ids, 72 Market queries) is too small to learn anything that
-    # transfers; even 300 epochs there leave the source (5.9 % rank-1) below the target (6.9 %).
-    #   python -m experiments.baseline --src=synth_duke --tgt=synth_market
-    # measured 2026-11-29, seeds 0 / 1 / 2 (rank-1 / mAP in %; a random ranking scores about
-    # 0.7 / 0.9 on synth_market, 0.8 / 1.0 on synth_duke):
-    #   synth_market (target) 3.1 / 3.6, 2.7 / 2.4, 2.2 / 2.4
-    #   synth_duke (source)  14.2 / 14.7, 9.1 / 9.8, 14.2 / 12.9
-    # (an earlier machine gave target 4.2-4.7 / 3.7-4.1 and source 10.4-11.7 / 11.4-13.1; the code
-    # before the 2026-11-29 CPU-speed changes gives 2.0 / 2.3 and 11.7 / 12.0 for seed 1 here.)
-    # 108-125 s of training; 181 s wall on a fresh data_dir (both worlds generated and prepared
-    # first), on 2 cores. 2026-11-30 (another machine), seed 0: target 4.5 / 3.8, source 9.1 / 11.5,
-    # identical with glibc's malloc (126 s of training) and tcmalloc (73 s; runtime.prefer_tcmalloc),
-    # and again after the Winograd convolutions and `materialize` (70 s with tcmalloc).
+    # The CPU recipe of the synthetic testbed (docs/testbed.md): resnet_small pretrained on the
+    # synthetic attribute pool (the stand-in for ImageNet, experiments.pretrain), 64x32 input,
+    # batch 32, the `medium` world (300 train ids, 5,000 images), 12 epochs, the trunk at 0.1 of
+    # the base lr as for an ImageNet trunk (hhl.md §9). Expected figures and the command
+    # that measures them: docs/testbed.md (python -m benchmarks.testbed --seeds=3).
     config.model.arch = "resnet_small"
     config.model.num_features = 128
-    config.data.synthetic_size = "small"
-    config.data.height = 64  # 128x64: 2.3x slower per step and no better on the target
+    config.model.pretrained = "synth_pretrain:tiny"
+    config.data.synthetic_size = "medium"
+    config.data.height = 64
     config.data.width = 32
     config.data.batch_size = 32
     config.data.eval_batch_size = 64
     config.data.num_workers = 2
-    config.num_epochs = 40  # 20: target 3.3 / 2.7 (seed 0); 60: 4-6 / 4-5, 1.5x the time
-    config.optim.milestones = (30,)
-    # A randomly initialised trunk needs the full lr, not the 0.1 of an ImageNet trunk.
-    config.optim.lr_mult = {"trunk": 1.0, "classifier": 1.0}
+    config.data.cache_images = True
+    config.num_epochs = 12
+    config.optim.milestones = (9,)
     config.checkpoint_every_steps = 500
     config.log_every_steps = 20
     config.eval.figure_queries = 4

@@ -182,3 +182,22 @@ def merge_backbone(variables, backbone_variables, name: str = "backbone"):
     merged[collection] = {**variables[collection],
                           name: jax.tree_util.tree_map(jnp.asarray, backbone_variables[collection])}
   return merged
+
+
+def export_torchvision_resnet(variables) -> dict[str, np.ndarray]:
+  """The inverse of `import_torchvision_resnet`: a trunk's `{'params', 'batch_stats'}` as a
+  torchvision state dict (kernels HWIO -> OIHW), e.g. to save a pretrained trunk."""
+  state_dict = {}
+  for collection in ("params", "batch_stats"):
+    for path, leaf in _leaves(variables[collection]).items():
+      value = np.asarray(leaf, np.float32)
+      state_dict[torchvision_key(collection, path)] = np.ascontiguousarray(
+          value.transpose(3, 2, 0, 1) if path[-1] == "kernel" else value)
+  return state_dict
+
+
+def load_trunk(path, arch: str) -> dict:
+  """`{'params', 'batch_stats'}` of the trunk `arch` from a torchvision-layout file, strictly
+  (every key used, every shape checked): ImageNet weights or a synthetic pretrained trunk."""
+  return import_torchvision_resnet(read_state_dict(path), resnet.build_backbone(arch),
+                                   source=str(path))

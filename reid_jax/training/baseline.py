@@ -19,6 +19,7 @@ from reid_jax.models import torchvision_import
 from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import loop
 from reid_jax.training import optim
+from reid_jax.training import pretrain
 from reid_jax.training import sharding as sharding_lib
 from reid_jax.training import state as state_lib
 from reid_jax.training import steps
@@ -27,19 +28,19 @@ from reid_jax.training import workdir as workdir_lib
 TRAIN_KEYS = ("image", "label")  # what the step needs from a pipeline batch
 
 
-def init_variables(model, config, rng) -> dict:
-  """Initial `{'params', 'batch_stats'}`, with the ImageNet trunk of `model.pretrained` if given."""
+def init_variables(model, config, rng, data_dir) -> dict:
+  """Initial `{'params', 'batch_stats'}`, with the pretrained trunk of `model.pretrained` if given
+  (ImageNet weights, or the synthetic testbed's trunk, built first if missing)."""
   images = jnp.zeros((1, config.data.height, config.data.width, 3), jnp.float32)
   variables = jax.jit(lambda key: model.init(key, images))(rng)
   variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
   if config.model.pretrained:
-    path = Path(config.model.pretrained)
-    if config.model.arch != "resnet50":
-      raise ReidError(f"config model.pretrained={path} holds ResNet-50 weights but model.arch is "
-                      f"{config.model.arch!r}; set model.arch=resnet50 or clear model.pretrained")
+    path = pretrain.ensure_trunk(config.model.pretrained, data_dir)
     variables = torchvision_import.merge_backbone(
-        variables, torchvision_import.load_torchvision_resnet50(path))
-    print(f"trunk initialised from ImageNet weights {path}")
+        variables, torchvision_import.load_trunk(path, config.model.arch))
+    what = ("the synthetic attribute-pretrained trunk" if pretrain.is_reference(
+        config.model.pretrained) else "ImageNet weights")
+    print(f"trunk initialised from {what} {path}")
   else:
     print("WARNING: config model.pretrained is empty: the trunk starts FROM SCRATCH (random init), "
           "not from ImageNet weights as in the papers (hhl.md §3). Set "
@@ -66,6 +67,8 @@ def source_epoch_batches(source, config, seed: int):
 def train(config, workdir, data_dir, src: str):
   """Trains the IDE model on `src` with resume; returns `(model, variables, loop_result)`."""
   source = evaluate_lib.load_split(src, "train", data_dir, config)
+  if config.data.get("cache_images", False):
+    source = pipeline.InMemory(source, config.data.num_workers)
   num_classes = len(np.unique(source.labels["pid"]))
   steps_per_epoch = len(source) // config.data.batch_size
   if steps_per_epoch == 0:
@@ -74,7 +77,7 @@ def train(config, workdir, data_dir, src: str):
   mesh = sharding_lib.data_mesh()
   sharding_lib.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
   model = evaluate_lib.build_reid_net(config.model, num_classes)
-  variables = init_variables(model, config, jax.random.PRNGKey(config.seed))
+  variables = init_variables(model, config, jax.random.PRNGKey(config.seed), data_dir)
   optimiser = optim.build_optimiser(
       variables["params"], config.optim, optim.reid_net_rules(config.optim.embedding_layers),
       steps_per_epoch)

@@ -68,6 +68,23 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
   return entry, out
 
 
+def evaluate_handcrafted(dataset: str, data_dir, config) -> dict:
+  """The results.json record of the hand-crafted reference (`evaluation.handcrafted`) on `dataset`:
+  per-stripe colour statistics, Euclidean distance, the config's AP form."""
+  from reid_jax.evaluation import handcrafted  # pylint: disable=g-import-not-at-top
+  splits = {}
+  for split in ("query", "gallery"):
+    source = load_split(dataset, split, data_dir, config)
+    splits[split] = (handcrafted.describe(source.encoded_many(np.arange(len(source)))),
+                     source.labels)
+  (qf, q), (gf, g) = splits["query"], splits["gallery"]
+  scores = ranking.evaluate(qf, gf, q["pid"], g["pid"], q["camid"], g["camid"],
+                            metric="euclidean", ap=config["eval"]["ap"], rerank=False)
+  return workdir_lib.eval_entry(scores, ap=scores["ap"], distance=scores["distance"],
+                                rerank=False, n_query=scores["n_query"],
+                                n_gallery=scores["n_gallery"])
+
+
 def restore_variables(workdir, step: int | None = None):
   """`({'params', 'batch_stats'}, step)` of the latest (or given) checkpoint of `workdir`."""
   directory = Path(workdir) / workdir_lib.CHECKPOINT_DIR

@@ -185,3 +185,17 @@ def test_batches_from_a_prepared_split(data_dir):
   np.testing.assert_array_equal(a[1]["image"][k], expected)
   labels, unique = pipeline.relabel(source.labels["pid"])
   np.testing.assert_array_equal(unique[a[1]["label"]], source.labels["pid"][index_batches[1]])
+
+
+def test_in_memory_source_gives_identical_batches(data_dir):
+  from reid_jax.data import tfds_builders
+  split = tfds_builders.load_split("synth_market", "train", data_dir, size="tiny")
+  cached = pipeline.InMemory(split, num_threads=2)
+  assert len(cached) == len(split) and cached.labels is split.labels
+  index_batches = samplers.shuffled_batches(len(split), 8, 3, 1)[:3]
+  for a, b in zip(pipeline.train_batches(split, index_batches, seed=3, epoch=1, height=32,
+                                         width=16),
+                  pipeline.train_batches(cached, index_batches, seed=3, epoch=1, height=32,
+                                         width=16)):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])

@@ -140,6 +140,23 @@ MSMT = Domain(
 
 DOMAINS = {d.name: d for d in (MARKET, DUKE, MSMT)}
 
+# The pretraining pool's season (the testbed's stand-in for ImageNet): every colour equally likely
+# and every garment common, so that no target scene's clothing statistics are favoured.
+ALL_SEASONS = Season(
+    upper={name: 1.0 for name in COLOURS}, lower={name: 1.0 for name in COLOURS},
+    shorts=0.25, short_sleeves=0.40, coat=0.25, patterns=(0.50, 0.25, 0.25))
+
+# A domain of its own for pretraining (not a re-ID dataset: no tree, no splits, never in DOMAINS):
+# 12 cameras over every background family, all skin and hair tones, neutral daylight.
+PRETRAIN = Domain(
+    name="synth_pretrain", layout="pool", num_cameras=12, crop=(128, 64),
+    crop_height=(128, 0.0, 128, 128), crop_aspect=(0.5, 0.0), seasons=(ALL_SEASONS,),
+    skin={name: 1.0 for name in SKIN_TONES}, hair={name: 1.0 for name in HAIR_TONES},
+    backpack=0.40, handbag=0.25, hat=0.20,
+    backgrounds=("pavement", "foliage", "storefront", "snow", "brick", "campus", "lawn", "road",
+                 "indoor", "pavement", "lawn", "brick"),
+    indoor_cameras=(9,), illumination=(1.0, 0.0), occlusion=0.15)
+
 # MSMT17 time-of-day light on outdoor cameras: (brightness, colour temperature, contrast).
 DAYLIGHT = {"morning": (0.82, -0.35, 0.90), "noon": (1.15, 0.05, 1.18),
             "afternoon": (0.95, 0.45, 1.00)}

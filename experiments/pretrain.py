@@ -1,0 +1,42 @@
+r"""Pretrain the CPU trunk on the synthetic attribute pool: the testbed's ImageNet (docs/testbed.md).
+
+  python -m experiments.pretrain [--data_dir=DIR] [--config=reid_jax/configs/pretrain.py:tiny]
+
+Writes `<data_dir>/pretrained/synth_pretrain_tiny_<hash>.safetensors`, which every tiny config
+imports (`model.pretrained = "synth_pretrain:tiny"`). Rerunning resumes an interrupted run and is
+a no-op once the trunk exists. It reads no image of synth_market, synth_duke or synth_msmt.
+"""
+
+# Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
+from reid_jax import runtime
+runtime.prefer_tcmalloc(__name__)
+
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from reid_jax import cli
+from reid_jax import paths
+from reid_jax.training import pretrain
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "data root (default $REID_JAX_DATA or ~/reid_jax_data)")
+config_flags.DEFINE_config_file("config", "reid_jax/configs/pretrain.py:tiny",
+                                "config file with a variant after a colon", lock_config=True)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax INFO lines drown the progress bar
+  data_dir = FLAGS.data_dir or paths.default_data_dir()
+  config = FLAGS.config
+  path = pretrain.trunk_path(config, data_dir)
+  if path.is_file():
+    print(f"pretrained trunk already built: {path}")
+    return
+  print(f"config:\n{config}")
+  pretrain.train_trunk(config, data_dir)
+
+
+if __name__ == "__main__":
+  cli.run(main)
