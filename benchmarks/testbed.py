@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from benchmarks import report
 from reid_jax import paths
@@ -101,6 +101,7 @@ def _stats(values):
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax's INFO lines would drown the table
   data_dir = _DATA_DIR.value or paths.default_data_dir()
   seeds = 1 if _QUICK.value else _SEEDS.value
   root = Path(_ROOT.value) / ("quick" if _QUICK.value else "")
