@@ -19,17 +19,26 @@ def data_dir(tmp_path_factory):
   return root
 
 
-@pytest.fixture
-def rendered_domains(monkeypatch):
-  """The names of the domains `render.render` draws in during the test (a spy, same output)."""
+@pytest.fixture(scope="session")
+def spy_on_render():
+  """`install(monkeypatch) -> set`: records the domain names `render.render` draws in (same
+  output), for tests that prove which worlds a piece of code renders."""
   from reid_jax.data.synthetic import render
 
-  domains = set()
-  original = render.render
+  def install(monkeypatch):
+    domains = set()
+    original = render.render
 
-  def spy(domain, *args, **kwargs):
-    domains.add(domain.name)
-    return original(domain, *args, **kwargs)
+    def spy(domain, *args, **kwargs):
+      domains.add(domain.name)
+      return original(domain, *args, **kwargs)
 
-  monkeypatch.setattr(render, "render", spy)
-  return domains
+    monkeypatch.setattr(render, "render", spy)
+    return domains
+
+  return install
+
+
+@pytest.fixture
+def rendered_domains(monkeypatch, spy_on_render):
+  return spy_on_render(monkeypatch)

@@ -20,8 +20,10 @@ from reid_jax.models import resnet, torchvision_import
 from reid_jax.training import pretrain
 
 REPO = Path(__file__).resolve().parents[2]
+# In-process rendering and decoding (num_workers 0), so the render spy sees every image; the
+# results do not depend on the thread count.
 QUICK = {"pool.size": 240, "pool.val_size": 48, "num_epochs": 2, "data.batch_size": 32,
-         "checkpoint_every_steps": 3, "optim.milestones": (1,)}
+         "checkpoint_every_steps": 3, "optim.milestones": (1,), "data.num_workers": 0}
 
 
 def _quick_config(**extra):
@@ -35,15 +37,25 @@ def _quick_config(**extra):
   return config
 
 
-def test_pretraining_reads_no_reid_image_and_its_trunk_imports_strictly(tmp_path, monkeypatch,
-                                                                        rendered_domains):
-  def no_reid_data(*args, **kwargs):
-    raise AssertionError("pretraining opened a re-ID dataset")
+@pytest.fixture(scope="module")
+def quick_trunk(tmp_path_factory, spy_on_render):
+  """An uninterrupted in-process quick pretraining: (data_dir, trunk path, rendered domains)."""
+  data_dir = tmp_path_factory.mktemp("pretrain")
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    domains = spy_on_render(monkeypatch)
 
-  monkeypatch.setattr(tfds_builders, "load_split", no_reid_data)
-  monkeypatch.setattr(tfds_builders, "builder", no_reid_data)
-  config = _quick_config(**{"data.num_workers": 0})  # in-process rendering, so the spy sees it
-  path = pretrain.train_trunk(config, tmp_path)
+    def no_reid_data(*args, **kwargs):
+      raise AssertionError("pretraining opened a re-ID dataset")
+
+    monkeypatch.setattr(tfds_builders, "load_split", no_reid_data)
+    monkeypatch.setattr(tfds_builders, "builder", no_reid_data)
+    path = pretrain.train_trunk(_quick_config(), data_dir)
+  return data_dir, path, domains
+
+
+def test_pretraining_reads_no_reid_image_and_its_trunk_imports_strictly(quick_trunk):
+  tmp_path, path, rendered_domains = quick_trunk
+  config = _quick_config()
   assert rendered_domains == {"synth_pretrain"}
   assert not (tmp_path / "raw").exists() and not (tmp_path / "tfds").exists()
   assert path == pretrain.trunk_path(config, tmp_path) and path.is_file()
@@ -95,12 +107,9 @@ def _command(data_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_resumes_pretraining_exactly(tmp_path):
+def test_sigkill_then_rerun_resumes_pretraining_exactly(quick_trunk, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  whole, cut = tmp_path / "whole", tmp_path / "cut"
-  done = subprocess.run(_command(whole), cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
+  whole, cut = quick_trunk[0], tmp_path / "cut"
   config = _quick_config()
   runs = pretrain.run_dir(config, cut) / "checkpoints"
   process = subprocess.Popen(_command(cut), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
