@@ -87,24 +87,18 @@ def test_baseline_end_to_end_sits_between_handcrafted_and_supervised(data_dir, t
   assert (workdir / "figures" / "rank_list_synth_market.png").stat().st_size > 0
   assert list((workdir / "tb").glob("events.out.tfevents.*"))
 
-  # Supervised on the target (Table 2's "Basel. (T)"): --src = --tgt works and trains on it.
-  upper = tmp_path / "supervised"
-  supervised_run = _run("experiments.baseline", "--src=synth_market", "--tgt=synth_market",
-                        f"--data_dir={data_dir}", f"--workdir={upper}")
-  assert supervised_run.returncode == 0, supervised_run.stderr[-3000:]
-  assert "building it now" not in supervised_run.stdout  # the trunk is built once
-  supervised = json.loads((upper / "results.json").read_text())["eval"]
-  assert list(supervised) == ["synth_market"]
+  # Between the hand-crafted reference (computed here) and the supervised bound (measured: the
+  # suite cannot afford a second full run; test_supervised_on_the_target_runs shows --src = --tgt).
   handcrafted = evaluate_lib.evaluate_handcrafted("synth_market", data_dir, config)
   target = results["eval"]["synth_market"]
   for metric in ("rank1", "mAP"):
     low = (MEASURED_MARKET["direct"][metric] - MEASURED_MARKET["handcrafted"][metric]) / 2
     high = (MEASURED_MARKET["supervised"][metric] - MEASURED_MARKET["direct"][metric]) / 2
     print(f"{metric}: hand-crafted {handcrafted[metric]:.3f} + {low:.3f} < direct transfer "
-          f"{target[metric]:.3f} < supervised {supervised['synth_market'][metric]:.3f} - "
+          f"{target[metric]:.3f} < supervised {MEASURED_MARKET['supervised'][metric]:.3f} - "
           f"{high:.3f}")
     assert handcrafted[metric] + low < target[metric]
-    assert target[metric] < supervised["synth_market"][metric] - high
+    assert target[metric] < MEASURED_MARKET["supervised"][metric] - high
 
   evaluated = _run("experiments.evaluate", f"--workdir={workdir}", "--dataset=synth_market",
                    f"--data_dir={data_dir}")
@@ -113,6 +107,20 @@ def test_baseline_end_to_end_sits_between_handcrafted_and_supervised(data_dir, t
   for key in ("rank1", "rank5", "rank10", "rank20", "mAP"):
     assert again[key] == pytest.approx(target[key], abs=1e-6)
     assert f"{100 * target[key]:.1f}" in evaluated.stdout
+
+
+@pytest.mark.slow
+def test_supervised_on_the_target_runs(data_dir, tmp_path):
+  """`--src=X --tgt=X` (Table 2's "Basel. (T)") trains on X and evaluates X once."""
+  result = _run("experiments.baseline", "--src=synth_market", "--tgt=synth_market",
+                f"--data_dir={data_dir}", f"--workdir={tmp_path}", *QUICK)
+  assert result.returncode == 0, result.stderr[-3000:]
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert (results["src"], results["tgt"]) == ("synth_market", "synth_market")
+  assert list(results["eval"]) == ["synth_market"]
+  assert results["steps"] == 2 * (len(tfds_builders.split_labels(
+      "synth_market", "train", data_dir, size="tiny")["pid"])
+      // baseline_config.get_config("tiny").data.batch_size)
 
 
 def _wait_for_checkpoint(process, checkpoints: Path, timeout=600):
