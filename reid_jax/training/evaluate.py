@@ -58,14 +58,17 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
     out[split] = source
     out[split[0] + "f"] = features_lib.extract(descriptor, variables, batches,
                                                flip=bool(eval_config["flip"]))
-  query, gallery = out["query"], out["gallery"]
-  scores = ranking.evaluate(out["qf"], out["gf"], query.labels["pid"], gallery.labels["pid"],
-                            query.labels["camid"], gallery.labels["camid"],
-                            metric=eval_config["distance"], ap=eval_config["ap"], rerank=rerank)
-  entry = workdir_lib.eval_entry(scores, ap=scores["ap"], distance=scores["distance"],
-                                 rerank=scores["rerank"], n_query=scores["n_query"],
-                                 n_gallery=scores["n_gallery"])
+  entry = _entry(out["qf"], out["gf"], out["query"].labels, out["gallery"].labels,
+                 metric=eval_config["distance"], ap=eval_config["ap"], rerank=rerank)
   return entry, out
+
+
+def _entry(qf, gf, q, g, **options) -> dict:
+  """The results.json record of query/gallery descriptors with labels `q`, `g`."""
+  scores = ranking.evaluate(qf, gf, q["pid"], g["pid"], q["camid"], g["camid"], **options)
+  return workdir_lib.eval_entry(scores, ap=scores["ap"], distance=scores["distance"],
+                                rerank=scores["rerank"], n_query=scores["n_query"],
+                                n_gallery=scores["n_gallery"])
 
 
 def evaluate_handcrafted(dataset: str, data_dir, config) -> dict:
@@ -78,11 +81,7 @@ def evaluate_handcrafted(dataset: str, data_dir, config) -> dict:
     splits[split] = (handcrafted.describe(source.encoded_many(np.arange(len(source)))),
                      source.labels)
   (qf, q), (gf, g) = splits["query"], splits["gallery"]
-  scores = ranking.evaluate(qf, gf, q["pid"], g["pid"], q["camid"], g["camid"],
-                            metric="euclidean", ap=config["eval"]["ap"], rerank=False)
-  return workdir_lib.eval_entry(scores, ap=scores["ap"], distance=scores["distance"],
-                                rerank=False, n_query=scores["n_query"],
-                                n_gallery=scores["n_gallery"])
+  return _entry(qf, gf, q, g, metric="euclidean", ap=config["eval"]["ap"], rerank=False)
 
 
 def restore_variables(workdir, step: int | None = None):

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from reid_jax import atomic_io
+from reid_jax import xla_options
 from reid_jax.data import pipeline
 from reid_jax.data import samplers
 from reid_jax.data.synthetic import pool as pool_lib
 from reid_jax.errors import ReidError
-from reid_jax.evaluation import features as features_lib
 from reid_jax.losses import classification
 from reid_jax.models import attribute_net
 from reid_jax.models import torchvision_import
@@ -117,9 +117,10 @@ def held_out_accuracy(model, variables, pool, start: int, config) -> dict[str, f
   """Per-attribute accuracy of the trained heads on pool images `start:` (never trained on)."""
   subset = _Subset(pool, start)
 
-  @jax.jit
-  def predict(variables, images):
+  def predict_fn(variables, images):
     return [jnp.argmax(l, -1) for l in model.apply(variables, images, train=False)["logits"]]
+
+  predict = xla_options.jit(predict_fn)
 
   predictions = []
   for batch in pipeline.eval_batches(subset, 200, config.data.height, config.data.width,

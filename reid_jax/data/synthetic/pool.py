@@ -19,6 +19,7 @@ source for `pipeline.train_batches`.
 import concurrent.futures
 import io
 import multiprocessing
+import sys
 import zlib
 from pathlib import Path
 
@@ -102,7 +103,6 @@ def write_pool(data_dir, size: int, seed: int = 0, workers: int = 2, progress: b
   bar = None
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    import sys  # pylint: disable=g-import-not-at-top
     bar = tqdm(total=size, desc=f"{world.PRETRAIN.name} pool", unit="img", file=sys.stdout)
   if workers > 1:
     context = multiprocessing.get_context("spawn")  # callers may hold threads (JAX, TFDS)
