@@ -5,6 +5,10 @@
 DIR receives the tree (e.g. bounding_box_train/, bounding_box_test/, query/) and, last,
 SYNTHETIC.json; without --out_dir it goes to `<data_dir>/raw/<dataset>`, where the builders read it.
 --workers=N renders in N processes (same bytes).
+
+Rerunning it on a finished tree checks every image (present, a valid JPEG) and re-renders the
+missing or corrupt ones, which come out byte-identical; a run killed half-way leaves a hidden
+`.<name>.partial-<pid>` folder that the next run removes; two runs on the same DIR take turns.
 """
 
 import json
@@ -34,8 +38,11 @@ def main(argv):
   data_dir = _DATA_DIR.value or paths.default_data_dir()
   out_dir = Path(_OUT_DIR.value) if _OUT_DIR.value else paths.raw_dir(data_dir, _DATASET.value)
   start = time.perf_counter()
-  synthetic.write_dataset(_DATASET.value, out_dir, size=_SIZE.value, seed=_SEED.value,
-                          progress=True, workers=_WORKERS.value)
+  repaired = synthetic.write_dataset(_DATASET.value, out_dir, size=_SIZE.value, seed=_SEED.value,
+                                     progress=True, workers=_WORKERS.value)
+  if repaired:
+    more = f" and {len(repaired) - 1} more" if len(repaired) > 1 else ""
+    print(f"repaired {len(repaired)} missing or corrupt file(s) in {out_dir}: {repaired[0]}{more}")
   info = json.loads((out_dir / synthetic.MANIFEST).read_text())
   counts = ", ".join(f"{k} {v['ids']} ids / {v['images']} images" for k, v in info["counts"].items())
   print(f"{_DATASET.value} ({_SIZE.value}, seed {_SEED.value}) in {out_dir}: {counts} "

@@ -24,14 +24,23 @@ holds anything else, the requested tree lives in its own folder `raw/<name>_<siz
 coexist. The writer renders into a temporary sibling folder and renames it when complete.
 
 Failure handling: layout, file names and counts are checked before anything is written; every
-JPEG is decoded once while writing. Any failure raises ReidError naming the file, split or count.
+JPEG is decoded once while writing. Any failure raises ReidError naming the file, split or count
+and the fix: for real datasets the original archive, for synthetic ones the `data_prep.synthetic`
+command that re-renders the damaged files of that tree (there is no archive).
 TFDS writes into `tfds/<name>/<config>/incomplete.XXXXXX_1.0.0/` and renames it to `1.0.0/` only
 on success, removing it on failure, so nothing half-built is ever taken as prepared (a killed
 process can leave an `incomplete.*` folder, which TFDS never reads).
+
+Console: TFDS's own output during a build ("Downloading and preparing dataset ...", although
+nothing is downloaded, its per-split "Generating ..." and "Shuffling ...incomplete..." bars, the
+"downloaded and prepared" line) is kept off the console; one progress bar of ours counts the images
+stored.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -49,6 +58,7 @@ from reid_jax.errors import ReidError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow_datasets as tfds  # noqa: E402
+from tensorflow_datasets.core.utils import tqdm_utils as _tfds_tqdm  # noqa: E402
 
 VERSION = "1.0.0"
 SYNTHETIC_MARKER = "SYNTHETIC.json"  # written last by reid_jax.data.synthetic.write_dataset
@@ -130,12 +140,22 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         metadata=tfds.core.MetadataDict(),
     )
 
+  # TFDS prints these with termcolor (stdout) whatever the log level; nothing is downloaded here.
+  def _log_download_bytes(self) -> None:
+    logging.getLogger(__name__).debug("preparing %s (%s)", self.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.getLogger(__name__).debug("prepared %s (%s)", self.name, self.data_dir)
+
   def _split_generators(self, dl_manager):
     del dl_manager
     config = self.builder_config
     root = Path(config.raw_root)
     records = {s: parsing.list_split(root, self.spec.layout, s, config.msmt_train) for s in SPLITS}
     check_counts(self.spec, records, root, config.msmt_train)
+    self._fix = fix_advice(self.spec, root)
+    self._bar = _progress(sum(len(rs) for rs in records.values()),
+                          f"{self.name} {config.name}: storing images")
     self.info.metadata["labels"] = {
         s: {"pid": [r.pid for r in rs], "camid": [r.camid for r in rs],
             "filename": [r.filename for r in rs]} for s, rs in records.items()}
@@ -145,27 +165,68 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {s: self._generate_examples(rs) for s, rs in records.items()}
 
   def _generate_examples(self, records):
+    read = functools.partial(_read_verified, fix=self._fix)
     with concurrent.futures.ThreadPoolExecutor(_VERIFY_THREADS) as pool:
-      for record, data in zip(records, pool.map(_read_verified, records)):
+      for record, data in zip(records, pool.map(read, records)):
+        self._bar.update(1)
         yield record.filename, {"image": data, "pid": record.pid, "camid": record.camid,
                                 "filename": record.filename}
 
 
-def _read_verified(record: parsing.Record) -> bytes:
+_ARCHIVE_FIX = "restore it from the original archive and rerun"
+
+
+def fix_advice(spec: DatasetSpec, root: Path) -> str:
+  """How to repair a damaged file of the raw tree `root`, for messages.
+
+  Real datasets: the original archive. Synthetic ones have none: the `data_prep.synthetic`
+  command that re-renders the tree's missing or corrupt files (same bytes), with the size and
+  seed its SYNTHETIC.json names.
+  """
+  if not spec.synthetic:
+    return _ARCHIVE_FIX
+  try:
+    info = json.loads((Path(root) / SYNTHETIC_MARKER).read_text())
+    size, seed = info["size"], int(info["seed"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return f"{spec.name} is generated, not extracted: delete {root} and rerun to regenerate it"
+  return (f"{spec.name} is generated, not extracted: run `python -m data_prep.synthetic "
+          f"--dataset={spec.name} --size={size} --seed={seed} --out_dir={root}` to re-render the "
+          "missing or corrupt files, then rerun")
+
+
+def _read_verified(record: parsing.Record, fix: str = _ARCHIVE_FIX) -> bytes:
   """The file's bytes after checking that they decode fully as an RGB-convertible image."""
   try:
     data = record.path.read_bytes()
   except FileNotFoundError:
-    raise ReidError(f"{record.path}: listed but missing; restore it from the original archive") from None
+    raise ReidError(f"{record.path}: listed but missing; {fix}") from None
   try:
     with Image.open(record.path) as img:
       img.load()  # full decode: truncated files fail here, not at training time
       if img.format != "JPEG":
         raise ValueError(f"{img.format} data in a .jpg file")
   except Exception as e:  # PIL raises several unrelated types
-    raise ReidError(f"corrupt image {record.path}: {e}; replace it with the original file from "
-                    "the archive and rerun") from None
+    message = " ".join(str(e).split())  # one line
+    raise ReidError(f"corrupt image {record.path}: {message}; {fix}") from None
   return data
+
+
+def _progress(total: int, desc: str):
+  """Our one bar for a build (TFDS's own are off, see `_quiet_tfds`); tqdm comes with TFDS."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, desc=desc, unit="img", mininterval=1.0)
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """TFDS's progress bars off for the duration of a build (restored after, also on failure)."""
+  active = _tfds_tqdm._active  # pylint: disable=protected-access
+  _tfds_tqdm.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    _tfds_tqdm.display_progress_bar(active)
 
 
 def _counts(records: list[parsing.Record]) -> tuple[int, int]:
@@ -184,6 +245,8 @@ def check_counts(spec: DatasetSpec, records: dict, root: Path,
   else:
     expected = _synthetic_expected(root, msmt_train)
     source = f"{root / SYNTHETIC_MARKER}"
+  fix = ("the extracted archive is incomplete or modified: extract it again" if not spec.synthetic
+         else f"the tree is incomplete or modified; {fix_advice(spec, root)}")
   for split, rs in records.items():
     if split not in expected:
       continue
@@ -192,8 +255,7 @@ def check_counts(spec: DatasetSpec, records: dict, root: Path,
     if images != want_images or (want_ids is not None and ids != want_ids):
       raise ReidError(
           f"{spec.name} {split}: found {images} images of {ids} ids in {root}, expected "
-          f"{want_images} images of {want_ids} ids ({source}); the extracted archive is "
-          "incomplete or modified: extract it again")
+          f"{want_images} images of {want_ids} ids ({source}); " + fix)
 
 
 def _synthetic_expected(root: Path, msmt_train: str) -> dict:
@@ -260,8 +322,10 @@ def synthetic_raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0
     # Atomic (temporary sibling + rename); a no-op for a complete tree; refuses a foreign folder.
     # Same bytes with any number of worker processes; rendering is the slow part (Duke medium:
     # about 70 images/s on one core).
+    # verify=False: the build decodes every image anyway, and a damaged one is reported with the
+    # command that repairs it (`fix_advice`).
     synthetic.write_dataset(dataset, root, size=size, seed=seed, progress=True,
-                            workers=min(4, os.cpu_count() or 1))
+                            workers=min(4, os.cpu_count() or 1), verify=False)
   return root
 
 
@@ -298,9 +362,15 @@ def builder(dataset: str, data_dir=None, size: str = "tiny", seed: int = 0,
       data_dir=os.fspath(paths.tfds_dir(data_dir)),
       config=ReidBuilderConfig(name=name, raw_root=str(root), size=probe.builder_config.size,
                                seed=probe.builder_config.seed, msmt_train=msmt_train))
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(root)))
+  with _quiet_tfds():
+    try:
+      b.download_and_prepare(
+          file_format="array_record",
+          download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(root)))
+    finally:
+      bar = getattr(b, "_bar", None)
+      if bar is not None:
+        bar.close()
   return _BUILDERS[dataset](data_dir=os.fspath(paths.tfds_dir(data_dir)), config=probe.builder_config)
 
 

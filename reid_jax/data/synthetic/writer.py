@@ -10,17 +10,28 @@ frame and relative path, following the real dataset's protocol (arn_triplet_eval
   the annotated identities); Duke: distractor identities seen by one camera, in the gallery only;
   MSMT: per-identity folders, list files with 0-based contiguous pids per list family.
 
-`write_dataset` renders the plan into a temporary folder beside `out_dir`, writes SYNTHETIC.json
-last and renames the folder into place, so a tree that holds SYNTHETIC.json is complete.
+`write_dataset` renders the plan into a temporary folder beside `out_dir`
+(`.<name>.partial-<pid>`), writes SYNTHETIC.json last and renames the folder into place, so a tree
+that holds SYNTHETIC.json is complete. Writers of one `out_dir` take turns on the lock file
+`.<name>.lock` beside it (removed by its holder): a second writer waits and then finds the first
+one's tree; under the lock every `.<name>.partial-*` folder is a killed writer's leftover and is
+removed. On a complete tree,
+`write_dataset` checks every planned file (present, decodes fully as JPEG, nothing foreign) and
+re-renders the damaged ones: rendering is deterministic, so the repaired tree holds the same bytes.
+Folders and files get the usual permissions (0o777 / 0o666 less the umask).
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
+import io
 import json
 import multiprocessing
 import os
 import shutil
-import tempfile
+import stat
+import sys
 import zlib
 from pathlib import Path
 
@@ -351,72 +362,260 @@ def is_complete(out_dir, dataset: str, size: str, seed: int) -> bool:
           info.get("generator_version")) == (dataset, size, seed, GENERATOR_VERSION)
 
 
-def _write_chunk(dataset: str, seed: int, tmp: str, chunk: list[tuple[int, Item]]) -> int:
+def _write_chunk(dataset: str, seed: int, tmp: str, chunk: list[tuple[int, Item]],
+                 atomic: bool = False) -> int:
   domain = world.DOMAINS[dataset]
   cams = world.cameras(domain)
   for index, item in chunk:
-    (Path(tmp) / item.path).write_bytes(render_item(domain, cams, item, index, seed))
+    path = Path(tmp) / item.path
+    data = render_item(domain, cams, item, index, seed)
+    if atomic:  # repairs: readers never see a half-written file
+      part = path.with_name(f".{path.name}{_REPAIR_SUFFIX}")
+      part.write_bytes(data)
+      os.replace(part, path)
+    else:
+      path.write_bytes(data)
   return len(chunk)
 
 
-def write_dataset(dataset: str, out_dir, size: str = "tiny", seed: int = 0,
-                  progress: bool = False, workers: int = 1) -> None:
-  """Write the synthetic dataset's extracted-archive tree under out_dir (README §6).
+_REPAIR_SUFFIX = ".repair"
+_CHUNK = 200
 
-  A no-op when out_dir already holds the same tree (SYNTHETIC.json with the same dataset, size,
-  seed and generator version). Refuses to touch a non-empty out_dir holding anything else.
-  Every image is a pure function of (dataset, size, seed, its index), so `workers` > 1 (processes)
-  writes the same bytes.
-  """
-  domain = _domain(dataset)
-  out_dir = Path(out_dir)
-  if is_complete(out_dir, dataset, size, seed):
-    return
-  if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-    raise ReidError(f"{out_dir} exists and does not hold a complete {dataset} (size={size}, "
-                    f"seed={seed}) written by this generator; remove it or choose another "
-                    f"out_dir")
-  items = plan(dataset, size, seed)
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-  try:
-    for folder in sorted({str(Path(item.path).parent) for item in items}):
-      (tmp / folder).mkdir(parents=True, exist_ok=True)
-    bar = None
-    if progress:
-      from tqdm import tqdm
-      bar = tqdm(total=len(items), desc=f"{dataset} ({size})", unit="img")
-    indexed = list(enumerate(items))
-    chunks = [indexed[i:i + 200] for i in range(0, len(indexed), 200)]
-    if workers > 1:
-      context = multiprocessing.get_context("spawn")  # callers may hold threads (JAX, TFDS)
-      with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_write_chunk, dataset, seed, str(tmp), c) for c in chunks]
-        for future in concurrent.futures.as_completed(futures):
-          done = future.result()
-          if bar is not None:
-            bar.update(done)
-    else:
-      for chunk in chunks:
-        done = _write_chunk(dataset, seed, str(tmp), chunk)
+
+def _render(dataset: str, seed: int, root: Path, indexed: list[tuple[int, Item]], workers: int,
+            desc: str | None, atomic: bool = False) -> None:
+  """Renders the (index, item) pairs into root, in `workers` processes when > 1."""
+  bar = None
+  if desc is not None:
+    from tqdm import tqdm
+    bar = tqdm(total=len(indexed), desc=desc, unit="img")
+  chunks = [indexed[i:i + _CHUNK] for i in range(0, len(indexed), _CHUNK)]
+  if workers > 1 and len(chunks) > 1:
+    context = multiprocessing.get_context("spawn")  # callers may hold threads (JAX, TFDS)
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(chunks)),
+                                                mp_context=context) as pool:
+      futures = [pool.submit(_write_chunk, dataset, seed, str(root), c, atomic) for c in chunks]
+      for future in concurrent.futures.as_completed(futures):
+        done = future.result()
         if bar is not None:
           bar.update(done)
-    if bar is not None:
-      bar.close()
-    if domain.layout == "msmt":
-      for split, name in (("train", "list_train.txt"), ("val", "list_val.txt"),
-                          ("query", "list_query.txt"), ("gallery", "list_gallery.txt")):
-        (tmp / name).write_text(_list_lines(items, split))
+  else:
+    for chunk in chunks:
+      done = _write_chunk(dataset, seed, str(root), chunk, atomic)
+      if bar is not None:
+        bar.update(done)
+  if bar is not None:
+    bar.close()
+
+
+def _umask() -> int:
+  try:  # Linux: read it without changing it (os.umask is process-wide, and threads may run)
+    for line in Path("/proc/self/status").read_text().splitlines():
+      if line.startswith("Umask:"):
+        return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _say(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _writer_lock(out_dir: Path, progress: bool):
+  """Holds `.<name>.lock` beside out_dir: one writer of a tree at a time.
+
+  The kernel releases the lock when its holder dies; the holder removes the file on its way out
+  (a killed one leaves it, harmless). The inode check makes removal safe: a process that locked a
+  file already unlinked by the previous holder tries again on the new one.
+  """
+  lock = out_dir.parent / f".{out_dir.name}.lock"
+  said = False
+  while True:
+    try:
+      fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+      raise ReidError(f"cannot create {lock}: {e.strerror}; the synthetic writer needs "
+                      f"{out_dir.parent} to be writable") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      if progress and not said:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        _say(f"another process (pid {holder}) is writing {out_dir}; waiting for it to finish")
+        said = True
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+      same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+    except FileNotFoundError:
+      same = False
+    if same:
+      break
+    os.close(fd)
+  try:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(lock)
+    os.close(fd)
+
+
+def _partial_prefix(out_dir: Path) -> str:
+  return f".{out_dir.name}.partial-"
+
+
+def _remove_stale_partials(out_dir: Path, progress: bool) -> None:
+  """Removes the temporary folders of killed writers (call with the writer lock held: no live
+  writer of out_dir has one then)."""
+  prefix = _partial_prefix(out_dir)
+  for path in sorted(out_dir.parent.iterdir()):
+    if path.name.startswith(prefix) and path.is_dir() and not path.is_symlink():
+      if progress:
+        _say(f"removing {path}, left by an interrupted run")
+      shutil.rmtree(path, ignore_errors=True)
+
+
+def _intact(path: Path) -> bool:
+  """The file exists and decodes fully as a JPEG (what the TFDS builders check)."""
+  from PIL import Image
+  try:
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+      if img.format != "JPEG":
+        return False
+      img.load()
+  except Exception:  # pylint: disable=broad-except  (PIL raises several unrelated types)
+    return False
+  return True
+
+
+def _expected_extras(items: list[Item], domain) -> dict[str, str]:
+  """The non-image files of the tree but SYNTHETIC.json (MSMT's list files) and their text."""
+  extras = {}
+  if domain.layout == "msmt":
+    for split, name in _LIST_FILES:
+      extras[name] = _list_lines(items, split)
+  return extras
+
+
+_LIST_FILES = (("train", "list_train.txt"), ("val", "list_val.txt"), ("query", "list_query.txt"),
+               ("gallery", "list_gallery.txt"))
+
+
+def _repair(dataset: str, out_dir: Path, size: str, seed: int, progress: bool,
+            workers: int) -> list[str]:
+  """Checks a complete tree against its plan and re-renders what is missing or corrupt.
+
+  Returns the relative paths rewritten. A `.jpg` the plan does not hold is a ReidError (it would
+  change the builders' counts; it may be the user's): nothing is deleted.
+  """
+  domain = _domain(dataset)
+  items = plan(dataset, size, seed)
+  planned = {item.path for item in items}
+  texts = _expected_extras(items, domain)
+  texts[MANIFEST] = json.dumps(_manifest(dataset, size, seed, items, domain), indent=2) + "\n"
+
+  # Foreign images first: they cannot be repaired.
+  foreign = []
+  for path in out_dir.rglob("*"):
+    rel = path.relative_to(out_dir).as_posix()
+    if path.name.startswith(".") and path.name.endswith(_REPAIR_SUFFIX):
+      path.unlink(missing_ok=True)  # an interrupted repair's temporary file
+    elif path.name.endswith(".jpg") and rel not in planned and path.is_file():
+      foreign.append(rel)
+  if foreign:
+    foreign.sort()
+    more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+    raise ReidError(f"{out_dir / foreign[0]}{more}: not part of the generated {dataset} tree "
+                    f"(size={size}, seed={seed}); remove it, or delete {out_dir} to regenerate "
+                    "the tree")
+
+  threads = min(16, 2 * (os.cpu_count() or 1))
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    ok = list(pool.map(lambda item: _intact(out_dir / item.path), items, chunksize=64))
+  damaged = [(index, item) for index, (item, good) in enumerate(zip(items, ok)) if not good]
+  repaired = [item.path for _, item in damaged]
+  if damaged:
+    for folder in sorted({str(Path(item.path).parent) for _, item in damaged}):
+      (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    _render(dataset, seed, out_dir, damaged, workers,
+            f"{dataset} ({size}): repairing" if progress else None, atomic=True)
+  # The list files, then the manifest (the completeness marker) last.
+  for name in sorted(texts, key=lambda n: n == MANIFEST):
+    path = out_dir / name
+    try:
+      same = path.read_text() == texts[name]
+    except (OSError, UnicodeDecodeError):
+      same = False
+    if not same:
+      part = path.with_name(f".{name}{_REPAIR_SUFFIX}")
+      part.write_text(texts[name])
+      os.replace(part, path)
+      repaired.append(name)
+  # Trees written before the permissions fix were created 0o700 (tempfile.mkdtemp).
+  mode = 0o777 & ~_umask()
+  if stat.S_IMODE(out_dir.stat().st_mode) == 0o700 and mode != 0o700:
+    out_dir.chmod(mode)
+  return repaired
+
+
+def write_dataset(dataset: str, out_dir, size: str = "tiny", seed: int = 0,
+                  progress: bool = False, workers: int = 1, verify: bool = True) -> list[str]:
+  """Write the synthetic dataset's extracted-archive tree under out_dir (README §6).
+
+  When out_dir already holds the same tree (SYNTHETIC.json with the same dataset, size, seed and
+  generator version), checks it (`verify`: every planned file present and a valid JPEG, nothing
+  foreign) and re-renders the damaged files; with `verify=False` that case is a no-op. Refuses to
+  touch a non-empty out_dir holding anything else. Every image is a pure function of (dataset,
+  size, seed, its index), so `workers` > 1 (processes) and repairs write the same bytes.
+  Concurrent calls for one out_dir are safe: they take turns, and the later ones find the tree.
+
+  Returns:
+    the relative paths a repair rewrote (empty when the tree was written now or was intact).
+  """
+  _domain(dataset)
+  split_plan(dataset, size)  # validates size
+  out_dir = Path(out_dir)
+  if not verify and is_complete(out_dir, dataset, size, seed):
+    return []
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  with _writer_lock(out_dir, progress):
+    _remove_stale_partials(out_dir, progress)
+    if is_complete(out_dir, dataset, size, seed):
+      return _repair(dataset, out_dir, size, seed, progress, workers) if verify else []
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+      raise ReidError(f"{out_dir} exists and does not hold a complete {dataset} (size={size}, "
+                      f"seed={seed}) written by this generator; remove it or choose another "
+                      f"out_dir")
+    _write_new(dataset, out_dir, size, seed, progress, workers)
+  return []
+
+
+def _write_new(dataset: str, out_dir: Path, size: str, seed: int, progress: bool,
+               workers: int) -> None:
+  """Renders the tree into `.<name>.partial-<pid>` and renames it to out_dir (lock held)."""
+  domain = _domain(dataset)
+  items = plan(dataset, size, seed)
+  tmp = out_dir.parent / f"{_partial_prefix(out_dir)}{os.getpid()}"
+  try:
+    tmp.mkdir()  # mode 0o777 less the umask, like every folder below it
+    for folder in sorted({str(Path(item.path).parent) for item in items}):
+      (tmp / folder).mkdir(parents=True, exist_ok=True)
+    _render(dataset, seed, tmp, list(enumerate(items)), workers,
+            f"{dataset} ({size})" if progress else None)
+    for name, text in _expected_extras(items, domain).items():
+      (tmp / name).write_text(text)
     # Last: its presence means the tree is complete.
     (tmp / MANIFEST).write_text(json.dumps(_manifest(dataset, size, seed, items, domain),
                                            indent=2) + "\n")
     if out_dir.exists():
-      out_dir.rmdir()  # empty, checked above
-    try:
-      os.rename(tmp, out_dir)
-    except OSError:
-      if not is_complete(out_dir, dataset, size, seed):  # else another process finished first
-        raise
+      out_dir.rmdir()  # empty, checked by the caller under the lock
+    os.rename(tmp, out_dir)
   finally:
     if tmp.exists():
       shutil.rmtree(tmp, ignore_errors=True)
