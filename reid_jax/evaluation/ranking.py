@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from reid_jax import progress as progress_lib
 from reid_jax.errors import ReidError
 from reid_jax.evaluation import distances
 from reid_jax.evaluation import rerank as rerank_lib
@@ -285,7 +286,7 @@ def summarize(result, ap, distance, rerank, n_gallery):
 
 def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap="step",
              rerank=False, chunk_size=DEFAULT_CHUNK_SIZE, max_rank=DEFAULT_MAX_RANK,
-             rerank_k1=20, rerank_k2=6, rerank_lambda=0.3, sort_backend=None):
+             rerank_k1=20, rerank_k2=6, rerank_lambda=0.3, sort_backend=None, progress=True):
   """Features to the results.json record, one block of queries at a time.
 
   Args:
@@ -299,6 +300,8 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
       (step 1 squares them once; the record then says distance 'euclidean'); needs the N x N
       matrix of all images (N = Nq + Ng).
     chunk_size: query rows per block; without re-ranking, memory is O(chunk_size * Ng).
+    progress: bars on stdout (`reid_jax.progress`): re-ranking, then the queries scored. The
+      first block compiles the distance (and, off CPU, the sort) and is kept out of the ETA.
 
   Returns:
     dict with rank1, rank5, rank10, rank20, mAP, cmc (list), n_query, n_valid_query, n_gallery,
@@ -321,16 +324,20 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
   accumulator = RankAccumulator(g_pids, g_camids, max_rank, ap, sort_backend)
   if rerank:
     distmat = rerank_lib.re_ranking_features(qf, gf, k1=rerank_k1, k2=rerank_k2,
-                                             lambda_value=rerank_lambda)
-    for start in range(0, num_query, chunk_size):
-      stop = start + chunk_size
-      accumulator.add(distmat[start:stop], q_pids[start:stop], q_camids[start:stop])
+                                             lambda_value=rerank_lambda, progress=progress)
+    blocks = ((start, distmat[start:start + chunk_size])
+              for start in range(0, num_query, chunk_size))
   else:
     on_device = accumulator.sort_backend == "jax"
-    for start, block in distances.distance_chunks(qf, gf, metric, chunk_size,
-                                                  as_numpy=not on_device):
+    blocks = distances.distance_chunks(qf, gf, metric, chunk_size, as_numpy=not on_device)
+  with progress_lib.Bar(num_query, "CMC/mAP", unit="query", enabled=progress) as bar:
+    for start, block in blocks:
       stop = start + block.shape[0]
       accumulator.add(block, q_pids[start:stop], q_camids[start:stop])
+      if start == 0:  # it compiled the distance (and sort) programs: no rate to extrapolate
+        bar.update_warmup(stop - start)
+      else:
+        bar.update(stop - start)
   # Re-ranking always starts from Euclidean distances; record what was actually used.
   distance = "euclidean" if rerank else metric
   return summarize(accumulator.result(), ap, distance, rerank, num_gallery)

@@ -12,21 +12,21 @@ What it guarantees (design README §3, §5):
 - **NaN/Inf guard.** A non-finite loss (or non-finite updated parameters, via the step's
   'param_norm' metric) stops the run with a ReidError naming the step and the loss; nothing after
   the last good checkpoint is saved, so a rerun resumes from it.
-- **Progress**: tqdm on stdout (step, loss, img/s, ETA); TensorBoard scalars in `<workdir>/tb/`
-  (every metric of the step, averaged over `log_every` steps, and the lr of every group).
+- **Progress**: `reid_jax.progress.Bar` on stdout (step, loss, img/s, ETA); the first step
+  compiles: it is announced ("compiling the train step ...", then its time) and kept out of the
+  img/s figure and the ETA. TensorBoard scalars in `<workdir>/tb/` (every metric of the step,
+  averaged over `log_every` steps, and the lr of every group).
 """
 
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import jax
 import numpy as np
-from tqdm import tqdm
-
+from reid_jax import progress as progress_lib
 from reid_jax import xla_options
 from reid_jax.errors import ReidError
 from reid_jax.training import checkpoint as checkpoint_lib
@@ -131,10 +131,12 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
                     f"{start_epoch} step {start_in_epoch}); delete the workdir's checkpoints/")
 
   compiled_step = jit_step(train_step, mesh)
+  initial_step = step
   writer = metrics_lib.MetricWriter(workdir / workdir_lib.TB_DIR)
-  progress = tqdm(total=total_steps, initial=step, desc=config.description, unit="step",
-                  file=sys.stdout, dynamic_ncols=True, mininterval=1.0)
-  window, window_start, window_steps = {}, time.perf_counter(), 0
+  progress = progress_lib.Bar(total_steps, config.description, unit="step", initial=step)
+  # img/s over the window, leaving out the step that compiled (and the start-up before it).
+  window, window_steps, timed_steps, timed_seconds = {}, 0, 0, 0.0
+  last_end = time.perf_counter()
   try:
     for epoch in range(start_epoch, config.num_epochs):
       begin = start_in_epoch if epoch == start_epoch else 0
@@ -144,8 +146,18 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
         if position >= config.steps_per_epoch:
           break
         batch = sharding_lib.shard_batch(batch, mesh)
-        state, metrics = compiled_step(state, batch, step_rng(config.seed, step))
+        compiles = step == initial_step
+        if compiles:
+          state, metrics = progress.compile_call(
+              "the train step", compiled_step, state, batch, step_rng(config.seed, step))
+        else:
+          state, metrics = compiled_step(state, batch, step_rng(config.seed, step))
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.perf_counter()
+        if not compiles:  # wall time since the previous step: data, step and checkpoints
+          timed_steps += 1
+          timed_seconds += now - last_end
+        last_end = now
         loss = host["loss"]
         param_norm = host.get("param_norm", 0.0)
         if not (math.isfinite(loss) and math.isfinite(param_norm)):
@@ -164,18 +176,20 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
           window[k] = window.get(k, 0.0) + v
         if on_step is not None:
           on_step(step, host)
-        elapsed = time.perf_counter() - window_start
-        images_per_second = window_steps * config.images_per_step / max(elapsed, 1e-9)
+        images_per_second = (timed_steps * config.images_per_step / timed_seconds
+                             if timed_seconds > 0 else None)
         progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", refresh=False)
+        progress.set_postfix(loss=f"{loss:.4f}", img_s=("?" if images_per_second is None
+                                                         else f"{images_per_second:.1f}"))
         if step % config.log_every == 0 or position == config.steps_per_epoch:
           scalars = {f"train/{k}": v / window_steps for k, v in window.items()}
-          scalars["train/images_per_second"] = images_per_second
+          if images_per_second is not None:
+            scalars["train/images_per_second"] = images_per_second
           scalars["train/epoch"] = epoch
           if learning_rates is not None:
             scalars.update({f"lr/{g}": lr for g, lr in learning_rates(step - 1).items()})
           writer.scalars(step, scalars)
-          window, window_start, window_steps = {}, time.perf_counter(), 0
+          window, window_steps, timed_steps, timed_seconds = {}, 0, 0, 0.0
         end_of_epoch = position == config.steps_per_epoch
         if end_of_epoch or (config.checkpoint_every and step % config.checkpoint_every == 0):
           seconds = train_seconds + time.perf_counter() - session_start

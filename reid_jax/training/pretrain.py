@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reid_jax import atomic_io
+from reid_jax import progress as progress_lib
 from reid_jax import xla_options
 from reid_jax.data import pipeline
 from reid_jax.data import samplers
@@ -123,11 +124,15 @@ def held_out_accuracy(model, variables, pool, start: int, config) -> dict[str, f
   predict = xla_options.jit(predict_fn)
 
   predictions = []
-  for batch in pipeline.eval_batches(subset, 200, config.data.height, config.data.width,
-                                     num_threads=config.data.num_workers):
-    keep = batch["mask"]
-    predictions.append(np.stack([np.asarray(p)[keep] for p in predict(variables, batch["image"])],
-                                1))
+  with progress_lib.Bar(len(subset), "held-out accuracy", unit="img") as bar:
+    for batch in pipeline.eval_batches(subset, 200, config.data.height, config.data.width,
+                                       num_threads=config.data.num_workers):
+      keep = batch["mask"]
+      count = int(keep.sum())
+      predicted = bar.first_call("the attribute predictor", predict, variables, batch["image"],
+                                 units=count)
+      predictions.append(np.stack([np.asarray(p)[keep] for p in predicted], 1))
+      bar.update(count)
   predictions = np.concatenate(predictions)
   truth = pool.attributes[start:]
   return {name: float(np.mean(predictions[:, i] == truth[:, i]))

@@ -37,10 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from PIL import Image
-from tqdm import tqdm
 
 from reid_jax import atomic_io
 from reid_jax import paths
+from reid_jax import progress as progress_lib
 from reid_jax import xla_options
 from reid_jax.data import camstyle
 from reid_jax.data import datasets
@@ -395,9 +395,8 @@ def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     session_start = time.time()
-    progress = tqdm(total=schedule.num_iters, initial=start, desc=f"stargan {dataset}",
-                    disable=not show_progress, dynamic_ncols=True)
-    last_time, last_step = time.time(), start
+    progress = progress_lib.Bar(schedule.num_iters, f"stargan {dataset}", unit="it",
+                                initial=start, enabled=show_progress)
     end = schedule.num_iters if stop_at is None else min(max(stop_at, start), schedule.num_iters)
     try:
       for iteration in range(start, end):
@@ -405,7 +404,10 @@ def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None
         if iteration + 1 < end:
           next_batch = prefetch.submit(data.train_batch, iteration + 1)
         update_g = (iteration + 1) % n_critic == 0  # hhl.md §10.5
-        state, metrics = train_step(state, images, cameras, key, update_g=update_g)
+        # Two programs (D only; D then G): each compiles at its first use, kept out of the ETA.
+        state, metrics = progress.first_call("the D+G step" if update_g else "the D step",
+                                             train_step, state, images, cameras, key,
+                                             update_g=update_g)
         done = iteration + 1
         if done % config.log_every == 0 or done == schedule.num_iters:
           metrics = jax.device_get(metrics)
@@ -417,15 +419,15 @@ def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None
                             f"{ {k: float(v) for k, v in metrics.items()} }; rerun to resume from the "
                             f"last checkpoint ({ckpt.latest_step()}) or lower config.optim.*_lr")
           writer.scalars(done, {k: sums[k] / counts[k] for k in sums})
-          now = time.time()
-          rate = (done - last_step) * config.batch_size / max(now - last_time, 1e-9)
+          progress.update_to(done)
+          rate = progress.rate  # iterations/s, compilation left out
+          images_per_second = "?" if rate is None else f"{rate * config.batch_size:.1f}"
           progress.set_postfix({"D": f"{metrics['D/loss']:.3f}",
                                 "G": f"{metrics.get('G/loss', float('nan')):.3f}",
-                                "img/s": f"{rate:.1f}"})
-          progress.update(done - progress.n)
-          sums, counts, last_time, last_step = {}, {}, now, done
+                                "img/s": images_per_second}, refresh=True)
+          sums, counts = {}, {}
         if done % config.sample_every == 0 or done == schedule.num_iters:
-          save_samples(done)
+          progress.first_call("the sample translator", save_samples, done, units=0)
         if done % config.checkpoint_every == 0 or done in (end, schedule.num_iters):
           jax.block_until_ready(state)
           seconds = train_seconds + time.time() - session_start
@@ -507,12 +509,14 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     batch = config.generate.batch_size
     writers = concurrent.futures.ThreadPoolExecutor(max(1, config.data.num_workers))
     pending = []
-    with tqdm(total=len(todo), desc=f"camstyle {dataset}", disable=not show_progress,
-              dynamic_ncols=True) as progress:
+    with progress_lib.Bar(len(todo), f"camstyle {dataset}", unit="img",
+                          enabled=show_progress) as progress:
       for begin in range(0, len(todo), batch):
         chunk = todo[begin:begin + batch]
         images = data.test_images(order[chunk])
-        fakes = to_uint8(translate(g_params, images), quantize)  # [C, b, H, W, 3]
+        fakes = progress.first_call(f"the generator (batches of {len(chunk)})", translate,
+                                    g_params, images, units=len(chunk))
+        fakes = to_uint8(fakes, quantize)  # [C, b, H, W, 3]
         for pending_write in pending:
           pending_write.result()
         pending = [writers.submit(_save_jpeg_atomic, out / name, fakes[j, n], quality)
