@@ -12,8 +12,6 @@ from reid_jax import runtime
 runtime.prefer_tcmalloc(__name__)
 
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
 from reid_jax import cli
 from reid_jax import paths
@@ -21,22 +19,21 @@ from reid_jax.training import pretrain
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "data root (default $REID_JAX_DATA or ~/reid_jax_data)")
-config_flags.DEFINE_config_file("config", "reid_jax/configs/pretrain.py:tiny",
-                                "config file with a variant after a colon", lock_config=True)
+CONFIGS = cli.ConfigFile("pretrain", "reid_jax.configs.pretrain")
+cli.define_config_flag(CONFIGS, "its only variant, tiny")
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax INFO lines drown the progress bar
+def main(overrides):
   data_dir = FLAGS.data_dir or paths.default_data_dir()
-  config = FLAGS.config
+  config, _ = cli.load_config(CONFIGS, FLAGS.config, "tiny", overrides)
   path = pretrain.trunk_path(config, data_dir)
   if path.is_file():
     print(f"pretrained trunk already built: {path}")
     return
   print(f"config:\n{config}")
+  cli.log_to(pretrain.run_dir(config, data_dir))
   pretrain.train_trunk(config, data_dir)
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, CONFIGS)

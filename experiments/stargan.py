@@ -18,39 +18,32 @@ runtime.prefer_tcmalloc(__name__)
 from pathlib import Path
 
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
 from reid_jax import cli
 from reid_jax import paths
 from reid_jax.data import datasets
 from reid_jax.errors import ReidError
+from reid_jax.errors import UsageError
+from reid_jax.training import preflight
 from reid_jax.training import stargan
 from reid_jax.training import workdir as workdir_lib
 
-CONFIG_FILE = "reid_jax/configs/stargan.py"
+CONFIGS = cli.ConfigFile("stargan", "reid_jax.configs.stargan")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", None, "target dataset whose training images are translated",
-                    required=True)
+flags.DEFINE_string("dataset", None, "target dataset whose training images are translated; "
+                    "--help lists the names", required=True)
 flags.DEFINE_string("data_dir", None, "data root (default $REID_JAX_DATA or ~/reid_jax_data)")
 flags.DEFINE_string("workdir", None, "default workdirs/stargan/<dataset>[_<variant>]")
 flags.DEFINE_bool("generate_only", False, "skip training; write the fakes from the last checkpoint")
 flags.DEFINE_string("torch_generator", None,
                     "with --generate_only: a PyTorch StarGAN generator state dict (yunjey key naming, "
                     "e.g. the authors' 220000-G.ckpt) to use instead of the workdir's checkpoint")
-config_flags.DEFINE_config_file("config", None, "config file with a variant after a colon",
-                                lock_config=True)
+cli.define_config_flag(CONFIGS, "variant reference_code for real datasets, tiny for synthetic")
 
 
-def resolve_config(dataset: str):
-  """The --config, or the default variant: reference_code for real data, tiny for synthetic."""
-  spec = datasets.get_spec(dataset)
-  if FLAGS.config is not None:
-    return FLAGS.config, flags.FLAGS["config"].config_filename
-  from reid_jax.configs import stargan as stargan_config  # pylint: disable=g-import-not-at-top
-  variant = "tiny" if spec.synthetic else "reference_code"
-  return stargan_config.get_config(variant), f"{CONFIG_FILE}:{variant}"
+def default_variant(dataset: str) -> str:
+  return "tiny" if datasets.get_spec(dataset).synthetic else "reference_code"
 
 
 def _torch_generator(path: str, config):
@@ -66,36 +59,58 @@ def _torch_generator(path: str, config):
   return stargan_models.load_torch_generator(state_dict, config.model.g_repeat_num)["params"]
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax/TFDS INFO lines drown the progress bar
-  config, config_name = resolve_config(FLAGS.dataset)
-  config.unlock()
-  config.dataset = FLAGS.dataset
-  config.config_name = config_name
-  config.lock()
+def _final_step(config, workdir, dataset: str, data_dir) -> int:
+  """The generator iteration whose fakes this run will write (its camera-style identity)."""
+  if FLAGS.generate_only:
+    return preflight.latest_checkpoint_step(workdir)
+  from reid_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  count = len(tfds_builders.split_labels(dataset, "train", data_dir)["pid"])
+  return stargan.make_schedule(config, count).num_iters
+
+
+def main(overrides):
+  dataset = FLAGS.dataset
+  preflight.dataset_names(dataset)
   if FLAGS.torch_generator and not FLAGS.generate_only:
-    raise ReidError("--torch_generator replaces training: pass --generate_only with it")
+    raise UsageError("--torch_generator replaces training: pass --generate_only with it")
+  config, config_name = cli.load_config(CONFIGS, FLAGS.config, default_variant(dataset),
+                                        overrides)
+  config = cli.with_command_fields(config, dataset=dataset, config_name=config_name)
   variant = config.variant if config.variant != "reference_code" else None
-  workdir = FLAGS.workdir or paths.default_workdir("stargan", FLAGS.dataset, variant=variant)
+  workdir = FLAGS.workdir or paths.default_workdir("stargan", dataset, variant=variant)
   data_dir = FLAGS.data_dir or paths.default_data_dir()
   print(f"config {config_name}:\n{config}")
   print(f"workdir {workdir}")
+  cli.log_to(workdir)
+  # Before any long work: the generator to use, the workdir's config, the data, the output set.
+  if FLAGS.torch_generator:
+    if not Path(FLAGS.torch_generator).is_file():
+      raise ReidError(f"--torch_generator={FLAGS.torch_generator}: no such file")
+  elif FLAGS.generate_only:
+    preflight.checkpoint_exists(workdir)
+  workdir_lib.check(workdir, config)
+  preflight.datasets(data_dir, (dataset,))
+  step = -1 if FLAGS.torch_generator else _final_step(config, workdir, dataset, data_dir)
+  preflight.camstyle_destination(data_dir, dataset, {
+      "checkpoint_step": step, "config_sha256": workdir_lib.config_sha256(config)})
   g_params, step = None, None
   if FLAGS.torch_generator:
     g_params = _torch_generator(FLAGS.torch_generator, config)
   elif not FLAGS.generate_only:
-    summary = stargan.train(config, workdir, FLAGS.dataset, data_dir)
-    print(f"stargan {FLAGS.dataset}: {summary['steps']} iterations "
+    summary = stargan.train(config, workdir, dataset, data_dir)
+    print(f"stargan {dataset}: {summary['steps']} iterations "
           f"({summary['train_seconds']:.0f} s training), samples in {workdir}/figures")
-  elif (Path(workdir) / workdir_lib.CONFIG_FILE).exists():
-    workdir_lib.prepare(workdir, config)  # refuses a workdir trained with another config
-  manifest = stargan.write_camstyle_set(config, workdir, FLAGS.dataset, data_dir,
+  manifest = stargan.write_camstyle_set(config, workdir, dataset, data_dir,
                                         g_params=g_params, checkpoint_step=step)
-  print(f"camera-style set: {paths.camstyle_dir(data_dir, FLAGS.dataset)} "
+  camstyle_dir = paths.camstyle_dir(data_dir, dataset)
+  stargan.write_results(workdir, config, dataset, manifest=manifest, camstyle_dir=camstyle_dir,
+                        generator=f"torch:{FLAGS.torch_generator}" if FLAGS.torch_generator
+                        else None)
+  print(f"camera-style set: {camstyle_dir} "
         f"({manifest['num_images']} images x {manifest['num_cameras']} cameras = "
         f"{manifest['num_files']} files, generator iteration {manifest['checkpoint_step']})")
+  print(f"results: {Path(workdir) / workdir_lib.RESULTS_FILE}")
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, CONFIGS)

@@ -8,3 +8,8 @@ traceback.
 
 class ReidError(Exception):
   """A user-caused failure: missing data, wrong layout, corrupt image, config mismatch, NaN loss."""
+
+
+class UsageError(ReidError):
+  """A command used wrongly: an unknown config variant or field, a value of the wrong type, a
+  flag that needs another. Entry points print it on one line and exit with status 2."""

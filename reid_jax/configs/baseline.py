@@ -20,11 +20,13 @@ synth_market test 67.3 ± 1.7 / 55.6 ± 0.9; about 2 minutes of training on 2 co
 
 import ml_collections
 
+VARIANTS = ("paper", "tiny")
+
 
 def get_config(arg=None):
   variant = arg or "paper"
-  if variant not in ("paper", "tiny"):
-    raise ValueError(f"unknown baseline variant {variant!r}: choose paper or tiny")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown baseline variant {variant!r}; choose one of {', '.join(VARIANTS)}")
   config = ml_collections.ConfigDict()
   config.experiment = "baseline"
   config.variant = variant

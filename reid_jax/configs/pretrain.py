@@ -15,11 +15,13 @@ held-out attribute accuracy is printed at the end (WORKSPACE.md, "Testbed", has 
 
 import ml_collections
 
+VARIANTS = ("tiny",)
+
 
 def get_config(arg=None):
   variant = arg or "tiny"
-  if variant != "tiny":
-    raise ValueError(f"unknown pretrain variant {variant!r}: the only one is tiny")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown pretrain variant {variant!r}; the only one is tiny")
   config = ml_collections.ConfigDict()
   config.experiment = "pretrain"
   config.variant = variant

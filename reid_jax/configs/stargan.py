@@ -24,6 +24,7 @@ def get_config(arg=None):
   if variant not in VARIANTS:
     raise ValueError(f"unknown stargan variant {variant!r}; choose one of {', '.join(VARIANTS)}")
   config = ml_collections.ConfigDict()
+  config.experiment = "stargan"
   config.variant = variant
   config.seed = 0
 

@@ -213,9 +213,9 @@ def _read_verified(record: parsing.Record, fix: str = _ARCHIVE_FIX) -> bytes:
 
 
 def _progress(total: int, desc: str):
-  """Our one bar for a build (TFDS's own are off, see `_quiet_tfds`); tqdm comes with TFDS."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm(total=total, desc=desc, unit="img", mininterval=1.0)
+  """Our one bar for a build (TFDS's own are off, see `_quiet_tfds`), on stdout like every bar."""
+  from reid_jax import progress  # pylint: disable=g-import-not-at-top
+  return progress.Bar(total, desc, unit="img")
 
 
 @contextlib.contextmanager

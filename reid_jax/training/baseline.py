@@ -124,6 +124,6 @@ def train_and_evaluate(config, workdir, data_dir, src: str, tgt: str, config_nam
     if dataset == tgt:
       write_figures(workdir, dataset, extras, config)
   return workdir_lib.write_results(
-      workdir, experiment="baseline", variant="baseline", src=src, tgt=tgt,
+      workdir, experiment="baseline", variant=config.variant, src=src, tgt=tgt,
       config_name=config_name, config=config, epochs=result.epochs, steps=result.steps,
       train_seconds=result.train_seconds, eval=evaluations)

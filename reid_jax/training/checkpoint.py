@@ -19,6 +19,7 @@ Usage:
   ckpt.close()
 """
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,24 @@ class Checkpointer:
     """Writes `state` (arrays) and `meta` (JSON-able) as checkpoint `step`; a no-op if it exists."""
     if step in self._manager.all_steps():
       return
-    self._manager.save(
-        int(step),
-        args=ocp.args.Composite(**{
-            _STATE: ocp.args.StandardSave(state),
-            _META: ocp.args.JsonSave(dict(meta or {})),
-        }),
-        force=True,
-    )
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(
+          int(step),
+          args=ocp.args.Composite(**{
+              _STATE: ocp.args.StandardSave(state),
+              _META: ocp.args.JsonSave(dict(meta or {})),
+          }),
+          force=True,
+      )
+      self._manager.wait_until_finished()
+    except BaseException:  # Ctrl-C or a crash mid-save: no temporary folder is left behind
+      self.remove_temporary()
+      raise
+
+  def remove_temporary(self) -> None:
+    """Deletes orbax's unfinished `*.orbax-checkpoint-tmp*` folders (never a complete step)."""
+    for path in self.directory.glob("*.orbax-checkpoint-tmp*"):
+      shutil.rmtree(path, ignore_errors=True)
 
   def restore(self, template=None, step: int | None = None):
     """Returns `(state, meta)` of checkpoint `step` (default: the latest).

@@ -69,35 +69,52 @@ def _describe(value) -> str:
   return json.dumps(value) if value is not None else "absent"
 
 
-def prepare(workdir, config, ignore: tuple[str, ...] = ()) -> Path:
-  """Creates `workdir` and writes config.json, or checks that the saved one equals `config`.
+def has_checkpoint(workdir) -> bool:
+  """Whether training has started in `workdir`: its checkpoints/ holds a step folder."""
+  directory = Path(workdir) / CHECKPOINT_DIR
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
-  `ignore`: dotted field names left out of the comparison (e.g. how the config file was named).
+
+def check(workdir, config, ignore: tuple[str, ...] = ()) -> None:
+  """Refuses `config` on a workdir whose training started with another one; writes nothing.
+
+  The config is locked only once a checkpoint exists: a run that failed before training (a typo
+  in a path, a wrong variant) can be rerun on the same workdir with the corrected config.
 
   Raises:
-    ReidError: the workdir holds a config.json that differs from `config`; the message names
-      every differing field with both values.
+    ReidError: the workdir holds a checkpoint and a config.json that differs from `config`; the
+      message names every differing field with both values.
   """
+  workdir = Path(workdir)
+  path = workdir / CONFIG_FILE
+  if not path.exists() or not has_checkpoint(workdir):
+    return
+  try:
+    saved = json.loads(path.read_text())
+  except json.JSONDecodeError as error:
+    raise ReidError(f"{path} is not valid JSON ({error}); delete it or use another --workdir")
+  current = config_to_dict(config)
+  differences = [d for d in config_differences(saved, current) if d not in ignore]
+  if differences:
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    fields = "; ".join(
+        f"{name}: {_describe(flat_saved.get(name))} in the workdir, "
+        f"{_describe(flat_current.get(name))} now" for name in differences)
+    raise ReidError(
+        f"workdir {workdir} was trained with a different config; differing fields: {fields}. "
+        f"Rerun with --config={path} (the saved config) or choose another --workdir")
+
+
+def prepare(workdir, config, ignore: tuple[str, ...] = ()) -> Path:
+  """`check`, then creates `workdir` and writes config.json (replacing one that no checkpoint
+  has locked yet)."""
+  check(workdir, config, ignore)
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / CONFIG_FILE
   current = config_to_dict(config)
-  if path.exists():
-    try:
-      saved = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-      raise ReidError(f"{path} is not valid JSON ({error}); delete it or use another --workdir")
-    differences = [d for d in config_differences(saved, current) if d not in ignore]
-    if differences:
-      flat_saved, flat_current = _flatten(saved), _flatten(current)
-      fields = "; ".join(
-          f"{name}: {_describe(flat_saved.get(name))} in the workdir, "
-          f"{_describe(flat_current.get(name))} now" for name in differences)
-      raise ReidError(
-          f"workdir {workdir} was made with a different config ({CONFIG_FILE}); differing fields: "
-          f"{fields}. Rerun with the saved config or choose another --workdir")
-    return workdir
-  atomic_io.write_json(path, current)
+  if not (path.exists() and has_checkpoint(workdir)):
+    atomic_io.write_json(path, current)
   return workdir
 
 
@@ -135,9 +152,12 @@ def eval_entry(scores: Mapping[str, Any], *, ap: str, distance: str, rerank: boo
 def write_results(workdir, *, experiment: str, variant: str, src: str, tgt: str | None,
                   config_name: str, config, epochs: int, steps: int, train_seconds: float,
                   eval: Mapping[str, Mapping[str, Any]], **extra) -> dict:
-  """Writes `<workdir>/results.json` atomically with the design README §5 schema; returns it.
+  """Writes `<workdir>/results.json` atomically with the docs/design.md §5 schema; returns it.
 
   `eval` maps dataset name -> `eval_entry(...)`. `extra` keys are appended after the schema's.
+  Merged, not overwritten (`merge_results`): the entries of `eval` replace those of the same
+  name, the others already there (e.g. `<dataset>+rerank` added by `experiments.evaluate`) are
+  kept, as long as they belong to the same run (same config_sha256 and steps).
   """
   results = {
       "experiment": experiment, "variant": variant, "src": src, "tgt": tgt,
@@ -147,7 +167,42 @@ def write_results(workdir, *, experiment: str, variant: str, src: str, tgt: str 
       "eval": {name: dict(entry) for name, entry in eval.items()},
   }
   results.update(extra)
-  atomic_io.write_json(Path(workdir) / RESULTS_FILE, results)
+  return merge_results(workdir, results, merge_keys=("eval",),
+                       same_run_keys=("config_sha256", "steps"))
+
+
+def _read_existing(path: Path) -> dict | None:
+  """The results.json there, or None when absent or not a JSON object (it is then replaced)."""
+  try:
+    existing = json.loads(path.read_text())
+  except FileNotFoundError:
+    return None
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    return None
+  return existing if isinstance(existing, dict) else None
+
+
+def merge_results(workdir, update: Mapping[str, Any], *, merge_keys: tuple[str, ...] = ("eval",),
+                  same_run_keys: tuple[str, ...] = ("config_sha256",)) -> dict:
+  """Writes `<workdir>/results.json` = the results already there updated with `update`; returns it.
+
+  Top-level keys of `update` replace those already there; the dicts named in `merge_keys` are
+  merged one level down (an entry of `update` replaces the entry of the same name, the others are
+  kept); keys only in the file are kept. The file's content is dropped instead when it describes
+  another run: one of `same_run_keys` present in both has different values (e.g. a workdir
+  retrained with another config). Written atomically (temporary file, fsync, rename).
+  """
+  path = Path(workdir) / RESULTS_FILE
+  existing = _read_existing(path)
+  if existing is not None and any(
+      key in existing and key in update and existing[key] != update[key] for key in same_run_keys):
+    existing = None
+  results = dict(existing or {})  # keys keep their place; new ones are appended
+  for key, value in update.items():
+    if key in merge_keys and isinstance(results.get(key), dict) and isinstance(value, Mapping):
+      value = {**results[key], **value}
+    results[key] = value
+  atomic_io.write_json(path, results)
   return results
 
 
@@ -164,3 +219,16 @@ def update_eval(workdir, dataset: str, entry: Mapping[str, Any], key: str | None
   results.setdefault("eval", {})[key or dataset] = dict(entry)
   atomic_io.write_json(Path(workdir) / RESULTS_FILE, results)
   return results
+
+
+def record_eval(workdir, config: Mapping[str, Any], key: str, entry: Mapping[str, Any],
+                step: int) -> dict:
+  """Sets `eval[key]` of results.json, writing the file from config.json's fields (train_seconds 0)
+  when training never wrote one; the other entries are kept. Returns the results."""
+  if read_results(workdir) is not None:
+    return update_eval(workdir, key, entry, key=key)
+  return write_results(
+      workdir, experiment=config.get("experiment", "unknown"),
+      variant=config.get("variant", "unknown"), src=config.get("src"), tgt=config.get("tgt"),
+      config_name=config.get("config_name", ""), config=config,
+      epochs=config.get("num_epochs", 0), steps=step, train_seconds=0.0, eval={key: entry})

@@ -165,11 +165,12 @@ def test_different_config_on_existing_workdir_is_refused(data_dir, tmp_path):
   config = baseline_config.get_config("tiny")
   config.src, config.tgt, config.config_name = "synth_duke", "synth_market", CONFIG
   workdir_lib.prepare(tmp_path, config)
+  (tmp_path / "checkpoints" / "5").mkdir(parents=True)  # training started: the config is locked
   result = _baseline(data_dir, tmp_path, "--config=" + CONFIG, "--config.optim.base_lr=0.5",
                      "--config.seed=3")
   line = _one_error_line(result)
   assert "optim.base_lr" in line and "seed" in line and "config.json" in line
-  assert not (tmp_path / "checkpoints").exists()
+  assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["5"]
 
 
 def test_missing_dataset_is_one_line(tmp_path):

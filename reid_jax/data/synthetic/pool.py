@@ -19,7 +19,6 @@ source for `pipeline.train_batches`.
 import concurrent.futures
 import io
 import multiprocessing
-import sys
 import zlib
 from pathlib import Path
 
@@ -102,8 +101,8 @@ def write_pool(data_dir, size: int, seed: int = 0, workers: int = 2, progress: b
   results = {}
   bar = None
   if progress:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm(total=size, desc=f"{world.PRETRAIN.name} pool", unit="img", file=sys.stdout)
+    from reid_jax import progress as progress_lib  # pylint: disable=g-import-not-at-top
+    bar = progress_lib.Bar(size, f"{world.PRETRAIN.name} pool", unit="img")
   if workers > 1:
     context = multiprocessing.get_context("spawn")  # callers may hold threads (JAX, TFDS)
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:

@@ -387,8 +387,8 @@ def _render(dataset: str, seed: int, root: Path, indexed: list[tuple[int, Item]]
   """Renders the (index, item) pairs into root, in `workers` processes when > 1."""
   bar = None
   if desc is not None:
-    from tqdm import tqdm
-    bar = tqdm(total=len(indexed), desc=desc, unit="img")
+    from reid_jax import progress  # tqdm on stdout, the project's one bar
+    bar = progress.Bar(len(indexed), desc, unit="img")
   chunks = [indexed[i:i + _CHUNK] for i in range(0, len(indexed), _CHUNK)]
   if workers > 1 and len(chunks) > 1:
     context = multiprocessing.get_context("spawn")  # callers may hold threads (JAX, TFDS)

@@ -1,0 +1,117 @@
+"""Checks every command runs before any long work (docs/design.md §3).
+
+A command first makes sure that what it will read exists and is usable, so that a missing target
+dataset, a corrupt image, a bad pretrained file, a camera-style folder of another generator or a
+missing checkpoint is reported in seconds, not after training:
+
+  preflight.datasets(data_dir, {"synth_duke": "train", "market": "test"}, size="tiny")
+  preflight.pretrained(config.model, data_dir)
+  preflight.batch_fits(labels_count, config.data.batch_size, "synth_duke train", "data.batch_size")
+
+Cheap checks come first (every real dataset's folder), then the slower preparation (writing a
+synthetic tree, building TFDS splits, which decodes every JPEG once and so finds corrupt ones).
+"""
+
+from pathlib import Path
+
+from reid_jax import paths
+from reid_jax.data import datasets as datasets_lib
+from reid_jax.errors import ReidError
+from reid_jax.errors import UsageError
+
+
+def dataset_names(*names: str) -> None:
+  """Each name is one of the six datasets (a usage error names the known ones)."""
+  for name in names:
+    if name not in datasets_lib.DATASETS:
+      raise UsageError(f"unknown dataset {name!r}; choose one of "
+                       f"{', '.join(datasets_lib.DATASETS)}")
+
+
+def datasets(data_dir, names, size: str = "tiny") -> dict:
+  """Prepares every dataset in `names` (their TFDS splits built; synthetic trees written first).
+
+  Every real dataset's folder is checked before anything is prepared, so a missing one is the
+  first thing said. Returns `{name: builder}`.
+  """
+  from reid_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  names = list(dict.fromkeys(names))
+  for name in names:
+    spec = datasets_lib.get_spec(name)
+    if spec.synthetic:
+      continue
+    probe = tfds_builders.builder(name, data_dir, size, prepare=False)
+    if not probe.is_prepared():
+      tfds_builders.raw_root(name, data_dir)  # raises the missing-dataset message
+  return {name: tfds_builders.builder(name, data_dir, size) for name in names}
+
+
+def pretrained(model_config, data_dir) -> None:
+  """`model.pretrained` names a readable file whose keys and shapes fit `model.arch` strictly.
+
+  The synthetic testbed's trunk (`synth_pretrain:<variant>`) may be missing: it is built when the
+  model is initialised, with a line saying so.
+  """
+  from reid_jax.training import pretrain  # pylint: disable=g-import-not-at-top
+  value = model_config.pretrained
+  if not value:
+    return
+  if pretrain.is_reference(value):
+    variant = value[len(pretrain.PREFIX):]
+    try:
+      pretrain.get_config(variant)
+    except ValueError as error:
+      raise UsageError(f"config model.pretrained={value!r}: {error}") from None
+    return
+  path = Path(value)
+  if not path.is_file():
+    raise ReidError(f"config model.pretrained={value}: no such file; give the path of "
+                    "torchvision's ImageNet ResNet-50 weights (.pth or .safetensors)")
+  from reid_jax.models import torchvision_import  # pylint: disable=g-import-not-at-top
+  torchvision_import.load_trunk(path, model_config.arch)  # names a missing key or shape
+
+
+def batch_fits(count: int, batch_size: int, what: str, field: str) -> None:
+  if count < batch_size:
+    raise ReidError(f"{what} has {count} images, fewer than config {field}={batch_size}; lower "
+                    f"--config.{field} (or use a larger synthetic size, config "
+                    "data.synthetic_size)")
+
+
+def checkpoint_exists(workdir) -> None:
+  """The workdir holds a config.json and a checkpoint (for evaluation or --generate_only)."""
+  from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir = Path(workdir)
+  if not (workdir / workdir_lib.CONFIG_FILE).is_file():
+    raise ReidError(f"{workdir / workdir_lib.CONFIG_FILE} not found: {workdir} is not a "
+                    "training workdir (train first)")
+  if not workdir_lib.has_checkpoint(workdir):
+    raise ReidError(f"no checkpoint in {workdir / workdir_lib.CHECKPOINT_DIR}: train first "
+                    "(run the command without --generate_only)")
+
+
+def latest_checkpoint_step(workdir) -> int:
+  from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  directory = Path(workdir) / workdir_lib.CHECKPOINT_DIR
+  return max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def camstyle_destination(data_dir, dataset: str, identity: dict) -> None:
+  """The camera-style folder is empty, or being (or was) filled by the same generator."""
+  from reid_jax.data import camstyle  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  folder = paths.camstyle_dir(data_dir, dataset)
+  for name in (camstyle.MANIFEST, camstyle.PARTIAL):
+    path = folder / name
+    if not path.is_file():
+      continue
+    try:
+      saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+      raise ReidError(f"{path} is not valid JSON; delete {folder} to rewrite the set") from None
+    differing = [k for k in identity if saved.get(k) != identity[k]]
+    if differing:
+      fields = "; ".join(f"{k}: {saved.get(k)} there, {identity[k]} now" for k in differing)
+      raise ReidError(f"{folder} holds fakes of another generator ({name}: {fields}); delete "
+                      f"{folder} to rewrite it, or pass the --config it was made with")
+    return
