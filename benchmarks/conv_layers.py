@@ -58,7 +58,7 @@ def resnet50_layers(height, width, base_width=64):
 
 
 def stargan_layers():
-  """StarGAN generator convolutions at 128x64 input (hhl.md §10.2), batch-independent names."""
+  """StarGAN generator convolutions at 128x64 input (docs/hhl.md §10.2), batch-independent names."""
   return [("G down 4x4/2 64->128", 128, 64, 64, 128, 4, 2, 1),
           ("G res 3x3 256", 32, 16, 256, 256, 3, 1, 1)]
 

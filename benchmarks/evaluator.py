@@ -3,7 +3,7 @@
 Usage: python -m benchmarks.evaluator [--quick]
 
 Problem: a random Market-sized test set (3,368 queries x 15,913 gallery images, 2048-d features,
-750 identities in 6 cameras plus 2,798 distractors of pid 0; arn_triplet_eval.md §4.1), features
+750 identities in 6 cameras plus 2,798 distractors of pid 0; docs/arn_triplet_eval.md §4.1), features
 = identity centre + noise, L2-normalised. --quick uses 600 x 3,000, 256-d.
 
 Reference, run in the same process: the straightforward implementation (full float32 distance

@@ -1,4 +1,4 @@
-"""What benchmarks print (design README §8): alternated timings, medians, one JSON comparison a line."""
+"""What benchmarks print (docs/design.md §8): alternated timings, medians, one JSON comparison a line."""
 
 import json
 import resource

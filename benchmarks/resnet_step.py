@@ -18,7 +18,7 @@ from reid_jax.models import resnet
 from reid_jax.training import state as state_lib
 from reid_jax.training import steps
 
-NUM_CLASSES = 751  # Market-1501 training identities (hhl.md §3)
+NUM_CLASSES = 751  # Market-1501 training identities (docs/hhl.md §3)
 
 
 @contextlib.contextmanager

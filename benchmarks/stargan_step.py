@@ -3,7 +3,7 @@ r"""StarGAN training iteration time: our jitted JAX step vs the same architectur
   python benchmarks/stargan_step.py            # 256x128 (the reference code's size), batch 4
   python benchmarks/stargan_step.py --quick    # 64x32, batch 2: within a minute on 2 cores
 
-Both sides run, in this process on the CPU, the hhl.md §10.4 iteration: a D update (WGAN-GP with
+Both sides run, in this process on the CPU, the docs/hhl.md §10.4 iteration: a D update (WGAN-GP with
 the double-backward gradient penalty and camera CE) and, every n_critic = 5th iteration, a G update
 (adversarial + camera CE + L1 cycle), Adam(0.5, 0.999). Reported: seconds for a D-only iteration, for
 a D+G iteration, and the mean iteration (4 D-only + 1 D+G) / 5. Ratio = torch / ours (> 1: we are
@@ -36,7 +36,7 @@ from reid_jax.training import stargan  # noqa: E402
 NUM_CAMERAS = 6
 
 
-# --- PyTorch reference (hhl.md §10.2-10.3 tables) -----------------------------------------------------
+# --- PyTorch reference (docs/hhl.md §10.2-10.3 tables) -----------------------------------------------------
 
 
 def _norm(dim):

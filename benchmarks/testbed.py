@@ -10,7 +10,7 @@ camera-gap ratio under the direct-transfer model's pool5 on the target (`evaluat
 Finished workdirs are reused, so a rerun only evaluates.
 
 Printed: mean and std over seeds of every figure, then the four conditions of the testbed as
-PASS/FAIL lines, then one JSON comparison a line (design README §8):
+PASS/FAIL lines, then one JSON comparison a line (docs/design.md §8):
 
 1. supervised rank-1 >= 50 % on synth_market and on synth_duke;
 2. direct transfer clearly between: above the hand-crafted reference and below supervised on the

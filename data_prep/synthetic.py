@@ -1,4 +1,4 @@
-"""Write a synthetic dataset in its real twin's extracted-archive layout (design README §6).
+"""Write a synthetic dataset in its real twin's extracted-archive layout (docs/design.md §6).
 
   python -m data_prep.synthetic --dataset=synth_market --size=tiny --out_dir=DIR [--seed=0]
 

@@ -1,4 +1,4 @@
-r"""Direct-transfer baseline: train IDE on --src, evaluate on --tgt and --src (hhl.md §9).
+r"""Direct-transfer baseline: train IDE on --src, evaluate on --tgt and --src (docs/hhl.md §9).
 
   python -m experiments.baseline --src=synth_duke --tgt=synth_market
   python -m experiments.baseline --src=duke --tgt=market \

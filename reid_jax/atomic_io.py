@@ -1,4 +1,4 @@
-"""Writes that never leave a truncated file under a final name (design README §3, §5).
+"""Writes that never leave a truncated file under a final name (docs/design.md §3, §5).
 
 The data goes to a temporary file beside the target, is fsynced, gets the usual permissions (0666
 less the umask; `mkstemp` alone would leave 0600) and is renamed over the target.

@@ -1,4 +1,4 @@
-"""The one exception type for failures a user can cause (design README §3).
+"""The one exception type for failures a user can cause (docs/design.md §3).
 
 Raised with a message that names the file or field and says what to do. Entry points turn it into
 one line on stderr and exit status 1 (`reid_jax.cli.run`); anything else is a bug and keeps its

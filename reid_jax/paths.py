@@ -1,4 +1,4 @@
-"""Where data, prepared datasets, camera-style sets and workdirs live (design README §3-§5)."""
+"""Where data, prepared datasets, camera-style sets and workdirs live (docs/design.md §3-§5)."""
 
 import os
 from pathlib import Path

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-  """A data_dir (design README §4) whose raw/ holds tiny synth_market and synth_duke trees."""
+  """A data_dir (docs/design.md §4) whose raw/ holds tiny synth_market and synth_duke trees."""
   from reid_jax import paths
   from reid_jax.data import synthetic
 

@@ -1,4 +1,4 @@
-"""The entry-point contract (design README §3): expected failures exit 1 in one line, usage errors 2."""
+"""The entry-point contract (docs/design.md §3): expected failures exit 1 in one line, usage errors 2."""
 
 import os
 import pathlib

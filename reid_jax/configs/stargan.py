@@ -1,15 +1,15 @@
-"""StarGAN camera-style transfer of HHL (hhl.md §10), trained once per target dataset.
+"""StarGAN camera-style transfer of HHL (docs/hhl.md §10), trained once per target dataset.
 
   python -m experiments.stargan --dataset=market --config=reid_jax/configs/stargan.py:reference_code
   python -m experiments.stargan --dataset=synth_market      # tiny, the default for synthetic data
 
 Writes `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg` for every training image and camera
-j = 1..C, then MANIFEST.json (design README §4). Expected output: images of the same person in
-each camera's colour/contrast style (the paper shows examples, no number; hhl.md §10.1).
+j = 1..C, then MANIFEST.json (docs/design.md §4). Expected output: images of the same person in
+each camera's colour/contrast style (the paper shows examples, no number; docs/hhl.md §10.1).
 
 Variants:
   reference_code  the HHL code (default for real data): 256x128, 220k iterations, lr effectively
-                  constant (hhl.md §10.5, §12 rows 3-4).
+                  constant (docs/hhl.md §10.5, §12 rows 3-4).
   paper           the paper's text: inputs 128x64, 200 epochs, lr constant for 100 then linear to 0.
   tiny            CPU tests and demos on synthetic data: 32x16, small widths, 1000 iterations.
 """
@@ -29,60 +29,60 @@ def get_config(arg=None):
   config.seed = 0
 
   config.model = ml_collections.ConfigDict()
-  config.model.image_size = 256  # hhl.md §10.1/§12 row 3: code trains and generates at 256x128
-  config.model.g_conv_dim = 64  # hhl.md §10.2
-  config.model.g_repeat_num = 6  # hhl.md §10.2: six residual blocks
-  config.model.d_conv_dim = 64  # hhl.md §10.3
-  config.model.d_repeat_num = 6  # hhl.md §10.3: six stride-2 convs
-  # hhl.md §10.2: PyTorch 0.4 defaults (IN scale U(0, 1)); 'torch_1.x' for scale 1.
+  config.model.image_size = 256  # docs/hhl.md §10.1/§12 row 3: code trains and generates at 256x128
+  config.model.g_conv_dim = 64  # docs/hhl.md §10.2
+  config.model.g_repeat_num = 6  # docs/hhl.md §10.2: six residual blocks
+  config.model.d_conv_dim = 64  # docs/hhl.md §10.3
+  config.model.d_repeat_num = 6  # docs/hhl.md §10.3: six stride-2 convs
+  # docs/hhl.md §10.2: PyTorch 0.4 defaults (IN scale U(0, 1)); 'torch_1.x' for scale 1.
   config.model.init_scheme = "torch_0.4"
   config.model.conv_impl = "auto"  # reid_jax.models.conv: 'auto' | 'xla' | 'matmul'
 
   config.data = ml_collections.ConfigDict()
-  config.data.flip = True  # hhl.md §10.6: RandomHorizontalFlip p 0.5
-  config.data.resize_ratio = 9 / 8  # hhl.md §10.6: resize to 288x144, random crop 256x128
+  config.data.flip = True  # docs/hhl.md §10.6: RandomHorizontalFlip p 0.5
+  config.data.resize_ratio = 9 / 8  # docs/hhl.md §10.6: resize to 288x144, random crop 256x128
   config.data.num_workers = 4  # threads decoding / augmenting the next batch
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.lambda_cls = 1.0  # hhl.md §10.4
-  config.loss.lambda_rec = 10.0  # hhl.md §10.4
-  config.loss.lambda_gp = 10.0  # hhl.md §10.4
+  config.loss.lambda_cls = 1.0  # docs/hhl.md §10.4
+  config.loss.lambda_rec = 10.0  # docs/hhl.md §10.4
+  config.loss.lambda_gp = 10.0  # docs/hhl.md §10.4
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.g_lr = 1e-4  # hhl.md §10.5
-  config.optim.d_lr = 1e-4  # hhl.md §10.5
-  config.optim.beta1 = 0.5  # hhl.md §10.5
-  config.optim.beta2 = 0.999  # hhl.md §10.5
-  config.optim.eps = 1e-8  # hhl.md §10.5 (Adam default)
-  config.optim.n_critic = 5  # hhl.md §10.5: D every iteration, G every 5th
-  config.batch_size = 16  # hhl.md §10.5 (drop_last, shuffle)
+  config.optim.g_lr = 1e-4  # docs/hhl.md §10.5
+  config.optim.d_lr = 1e-4  # docs/hhl.md §10.5
+  config.optim.beta1 = 0.5  # docs/hhl.md §10.5
+  config.optim.beta2 = 0.999  # docs/hhl.md §10.5
+  config.optim.eps = 1e-8  # docs/hhl.md §10.5 (Adam default)
+  config.optim.n_critic = 5  # docs/hhl.md §10.5: D every iteration, G every 5th
+  config.batch_size = 16  # docs/hhl.md §10.5 (drop_last, shuffle)
   # Length: iterations, or epochs when num_epochs > 0 (then num_iters / decay_start are derived
   # from the training-set size: epochs x floor(N / batch_size)).
-  config.optim.num_iters = 220_000  # hhl.md §10.5 (--num_iters)
-  config.optim.decay_start = 110_000  # hhl.md §10.5 (--num_iters_decay 110000)
+  config.optim.num_iters = 220_000  # docs/hhl.md §10.5 (--num_iters)
+  config.optim.decay_start = 110_000  # docs/hhl.md §10.5 (--num_iters_decay 110000)
   config.optim.num_epochs = 0
   config.optim.decay_start_epoch = 0
   # 'code_effective': every lr_update_step iterations after decay_start, lr -= base / (num_iters -
-  # decay_start), i.e. 9.99e-5 at the end (hhl.md §10.5); 'linear_to_zero': the paper's decay.
-  config.optim.lr_decay = "code_effective"  # hhl.md §12 row 4
-  config.optim.lr_update_step = 1000  # hhl.md §10.5
+  # decay_start), i.e. 9.99e-5 at the end (docs/hhl.md §10.5); 'linear_to_zero': the paper's decay.
+  config.optim.lr_decay = "code_effective"  # docs/hhl.md §12 row 4
+  config.optim.lr_update_step = 1000  # docs/hhl.md §10.5
 
-  config.log_every = 10  # hhl.md §10.5
-  config.sample_every = 1000  # hhl.md §10.5
-  config.checkpoint_every = 10_000  # hhl.md §10.5
+  config.log_every = 10  # docs/hhl.md §10.5
+  config.sample_every = 1000  # docs/hhl.md §10.5
+  config.checkpoint_every = 10_000  # docs/hhl.md §10.5
   config.num_sample_images = 8  # rows of the sample grid
 
   config.generate = ml_collections.ConfigDict()
-  config.generate.batch_size = 16  # hhl.md §10.7
-  config.generate.jpeg_quality = 75  # hhl.md §10.7: PIL default quality
-  # hhl.md §10.7: torchvision 0.2.x save_image truncated (x * 255 -> byte); 'round' for newer ones.
+  config.generate.batch_size = 16  # docs/hhl.md §10.7
+  config.generate.jpeg_quality = 75  # docs/hhl.md §10.7: PIL default quality
+  # docs/hhl.md §10.7: torchvision 0.2.x save_image truncated (x * 255 -> byte); 'round' for newer ones.
   config.generate.quantize = "truncate"
 
   if variant == "paper":
-    config.model.image_size = 128  # hhl.md §12 row 3: paper resizes to 128x64
-    config.optim.num_epochs = 200  # hhl.md §10.5: 200 epochs
-    config.optim.decay_start_epoch = 100  # hhl.md §10.5: constant 100 epochs, then linear to 0
-    config.optim.lr_decay = "linear_to_zero"  # hhl.md §12 row 4
+    config.model.image_size = 128  # docs/hhl.md §12 row 3: paper resizes to 128x64
+    config.optim.num_epochs = 200  # docs/hhl.md §10.5: 200 epochs
+    config.optim.decay_start_epoch = 100  # docs/hhl.md §10.5: constant 100 epochs, then linear to 0
+    config.optim.lr_decay = "linear_to_zero"  # docs/hhl.md §12 row 4
     config.checkpoint_every = 5000
   elif variant == "tiny":
     # Sized so that training takes about two minutes on 2 CPU cores and still moves every camera's

@@ -1,4 +1,4 @@
-"""The camera-style set on disk: names, MANIFEST.json, completeness (hhl.md §10.7, design README §4).
+"""The camera-style set on disk: names, MANIFEST.json, completeness (docs/hhl.md §10.7, docs/design.md §4).
 
   <data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg     j = 1..C, the image's own camera included
   <data_dir>/camstyle/<dataset>/MANIFEST.json           written last: its presence means complete
@@ -27,7 +27,7 @@ def stem_of(filename: str) -> str:
 
 
 def fake_name(stem: str, camera_1based: int) -> str:
-  """`<stem>_fake_<j>.jpg`, j the 1-based camera number (`c<j>` in the file names), hhl.md §10.7."""
+  """`<stem>_fake_<j>.jpg`, j the 1-based camera number (`c<j>` in the file names), docs/hhl.md §10.7."""
   if camera_1based < 1:
     raise ValueError(f"camera numbers are 1-based, got {camera_1based}")
   return f"{stem}_fake_{camera_1based}.jpg"

@@ -1,4 +1,4 @@
-"""The six dataset names and what is fixed about each (arn_triplet_eval.md §4, design README §4, §6).
+"""The six dataset names and what is fixed about each (docs/arn_triplet_eval.md §4, docs/design.md §4, §6).
 
 A `DatasetSpec` is plain data shared by the synthetic writer, the TFDS builders, the samplers and the
 StarGAN trainer. The synthetic datasets share the layout, parse rules and camera count of their real
@@ -22,22 +22,22 @@ class DatasetSpec:
   layout: str  # 'market' | 'duke' | 'msmt': folder layout and file-name rule of the real dataset
   num_cameras: int
   synthetic: bool
-  # Expected counts of the real dataset (arn_triplet_eval.md §4.4); None for synthetic ones, whose
+  # Expected counts of the real dataset (docs/arn_triplet_eval.md §4.4); None for synthetic ones, whose
   # counts follow from the writer's --size.
   expected: dict[str, SplitCounts] | None = None
 
 
-MARKET_COUNTS = {  # arn_triplet_eval.md §4.4; gallery holds junk (-1) and distractors (0)
+MARKET_COUNTS = {  # docs/arn_triplet_eval.md §4.4; gallery holds junk (-1) and distractors (0)
     "train": SplitCounts(ids=751, images=12936),
     "query": SplitCounts(ids=750, images=3368),
     "gallery": SplitCounts(ids=752, images=19732),
 }
-DUKE_COUNTS = {  # arn_triplet_eval.md §4.4
+DUKE_COUNTS = {  # docs/arn_triplet_eval.md §4.4
     "train": SplitCounts(ids=702, images=16522),
     "query": SplitCounts(ids=702, images=2228),
     "gallery": SplitCounts(ids=1110, images=17661),
 }
-MSMT_COUNTS = {  # arn_triplet_eval.md §4.4, train = list_train + list_val
+MSMT_COUNTS = {  # docs/arn_triplet_eval.md §4.4, train = list_train + list_val
     "train": SplitCounts(ids=1041, images=32621),
     "query": SplitCounts(ids=3060, images=11659),
     "gallery": SplitCounts(ids=3060, images=82161),

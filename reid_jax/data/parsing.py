@@ -1,7 +1,7 @@
-"""File-name and folder-layout rules of Market-1501, DukeMTMC-reID and MSMT17 (arn_triplet_eval.md §4).
+"""File-name and folder-layout rules of Market-1501, DukeMTMC-reID and MSMT17 (docs/arn_triplet_eval.md §4).
 
 `list_split(root, layout, split)` turns an extracted dataset folder (`raw/<dataset>`, design
-README §4) into a sorted list of `Record(path, pid, camid, filename)`:
+docs/design.md §4) into a sorted list of `Record(path, pid, camid, filename)`:
 
 - pid: the dataset's identity number (Market junk -1 and distractor 0 kept as they are, MSMT the
   list file's label); camid: 0-based camera index;
@@ -23,11 +23,11 @@ DUKE_NAME = re.compile(r"^(\d{4})_c([1-8])_f(\d{7})\.jpg$")  # §4.2
 MSMT_NAME = re.compile(r"^(\d{4})_(\d{3})_(\d{2})_.*\.jpg$")  # §4.3 relaxed rule
 MSMT_NUM_CAMERAS = 15
 
-# Market and Duke share the folder layout (design README §4).
+# Market and Duke share the folder layout (docs/design.md §4).
 FOLDER_SPLITS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 # MSMT17: split -> (image folder kind, list files); V1 `train/`, V2 `mask_train_v2/` (§4.3).
 MSMT_FOLDERS = {"train": ("train", "mask_train_v2"), "test": ("test", "mask_test_v2")}
-MSMT_TRAIN_LISTS = {  # arn_triplet_eval.md §4.3: team default list_train + list_val
+MSMT_TRAIN_LISTS = {  # docs/arn_triplet_eval.md §4.3: team default list_train + list_val
     "list_train+list_val": ("list_train.txt", "list_val.txt"),
     "list_train": ("list_train.txt",),
 }

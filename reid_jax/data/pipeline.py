@@ -5,9 +5,9 @@ A *source* is anything with `__len__`, `labels` (`{'pid': [N], 'camid': [N], ...
 `tfds_builders.load_split` returns one.
 
 - `train_batches`: `{'image': float32 [B, H, W, 3], 'label': int32 [B], 'camid': int32 [B],
-  'index': int32 [B]}` with the training transform (hhl.md §7); `label` is the pid remapped to
+  'index': int32 [B]}` with the training transform (docs/hhl.md §7); `label` is the pid remapped to
   0..M-1 in sorted pid order (`relabel`).
-- `target_batches`: the HHL target batch (hhl.md §4, §5, §10.7): B real target images and their C
+- `target_batches`: the HHL target batch (docs/hhl.md §4, §5, §10.7): B real target images and their C
   camera-style versions as one `[B (C+1), H, W, 3]` array ordered `[reals | fakes cam 1 | ... |
   fakes cam C]`, each image augmented independently, one pseudo-label per sample shared by its
   C + 1 images.
@@ -108,7 +108,7 @@ def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, hei
     height, width: output size.
     labels: int32 `[N]` training label per source index; default `relabel(source.labels['pid'])`.
     start_step: first batch to produce (resume: `SamplerState.step`).
-    erasing_probability: random erasing (hhl.md §7 step 6; 0 = off, the reference's setting).
+    erasing_probability: random erasing (docs/hhl.md §7 step 6; 0 = off, the reference's setting).
     num_threads: decode/augment threads (0: in the calling thread).
     prefetch: batches prepared ahead of the consumer.
 
@@ -161,7 +161,7 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
     seed, epoch, stream: the randomness (with the step and the position in the batch).
     label_mode: 'index' (default): sample label `TARGET_LABEL_OFFSET + index`, unique per target
       image; 'code_random': the reference code's `int(U[0, 1) * 10000 + 1000)` drawn per sample
-      per load (hhl.md §4; collisions possible, as there).
+      per load (docs/hhl.md §4; collisions possible, as there).
     start_step, num_threads, prefetch: as `train_batches`.
 
   Yields:
@@ -178,7 +178,7 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
       indices = np.asarray(tb.indices)
       B, C = len(indices), tb.fake_paths.shape[1]
       encoded = list(_encoded(source, indices))
-      # Column-major over [B, C]: fakes of camera 1 for all samples first (hhl.md §4 order).
+      # Column-major over [B, C]: fakes of camera 1 for all samples first (docs/hhl.md §4 order).
       fake_paths = [tb.fake_paths[b, j] for j in range(C) for b in range(B)]
       images = np.empty((B * (C + 1), height, width, 3), np.float32)
 

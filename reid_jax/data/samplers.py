@@ -1,17 +1,17 @@
 """Index samplers: pure functions of (seed, epoch) returning `[num_batches, B]` index arrays.
 
-- `pk_batches`: P identities x K instances per batch (arn_triplet_eval.md §2.4), torchreid's
+- `pk_batches`: P identities x K instances per batch (docs/arn_triplet_eval.md §2.4), torchreid's
   `RandomIdentitySampler` semantics (default, `variant='torchreid'`) or the HHL / open-reid
-  reference variant (`variant='hhl'`, hhl.md §5).
+  reference variant (`variant='hhl'`, docs/hhl.md §5).
 - `shuffled_batches`: each image once per epoch in random order, last partial batch dropped
-  (the source CE stream and the target stream of hhl.md §5).
+  (the source CE stream and the target stream of docs/hhl.md §5).
 - `target_batches`: the target stream with, for each sampled image, its C camera-style files
-  (hhl.md §5, §10.7).
+  (docs/hhl.md §5, §10.7).
 
 Resume state: the batches of an epoch depend only on (seed, epoch), so the exact position of a
 stream is `SamplerState(seed, epoch, step)`: regenerate `batches = f(..., seed, epoch)` and continue
 at `batches[step]`. For HHL's triplet and target streams, which restart whenever either runs out
-(hhl.md §5), `epoch` is the stream's own pass counter. Different streams of one run use different
+(docs/hhl.md §5), `epoch` is the stream's own pass counter. Different streams of one run use different
 seeds (or `stream` salts) so that they draw independently.
 """
 
@@ -81,11 +81,11 @@ def pk_batches(pids, batch_size: int, num_instances: int, seed: int, epoch: int,
     num_instances: K images per identity.
     seed, epoch, stream: the randomness (see module docstring).
     variant:
-      'torchreid' (arn_triplet_eval.md §2.4): per epoch each pid's indices are shuffled and cut
+      'torchreid' (docs/arn_triplet_eval.md §2.4): per epoch each pid's indices are shuffled and cut
         into chunks of K (a pid with < K images is first resampled with replacement to exactly K;
         leftovers beyond a multiple of K are dropped); batches draw P pids without replacement
         among those with chunks left and pop one chunk each, until fewer than P pids remain.
-      'hhl' (hhl.md §5, open-reid's sampler): one chunk of K per identity in a shuffled identity
+      'hhl' (docs/hhl.md §5, open-reid's sampler): one chunk of K per identity in a shuffled identity
         order (without replacement if the pid has >= K images, else with), cut into batches,
         last partial batch dropped.
   """
@@ -129,7 +129,7 @@ def pk_batches(pids, batch_size: int, num_instances: int, seed: int, epoch: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# Target stream with camera-style files (hhl.md §5, §10.7).
+# Target stream with camera-style files (docs/hhl.md §5, §10.7).
 
 def camstyle_files(filenames: Sequence[str], folder, num_cameras: int) -> np.ndarray:
   """`[N, C]` paths of the C camera-style versions of every image, camera j = 1..C in column j-1."""
@@ -153,7 +153,7 @@ class TargetBatch:
 def target_batches(filenames: Sequence[str], batch_size: int, seed: int, epoch: int,
                    camstyle_folder=None, num_cameras: int = 0,
                    stream: int = 0) -> list[TargetBatch]:
-  """hhl.md §5 target stream: uniform shuffle of the target training list, drop_last.
+  """docs/hhl.md §5 target stream: uniform shuffle of the target training list, drop_last.
 
   Args:
     filenames: `[N]` target training file names (their stems name the fakes).

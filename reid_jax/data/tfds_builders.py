@@ -1,4 +1,4 @@
-"""TFDS builders for the six dataset names and random-access readers (design README §4, §9).
+"""TFDS builders for the six dataset names and random-access readers (docs/design.md §4, §9).
 
 One builder code path serves all six names: `market`, `duke`, `msmt` read the extracted archive
 in `raw/<name>/` (the TFDS manual_dir; never downloaded); `synth_market`, `synth_duke`,
@@ -14,7 +14,7 @@ touching the images.
 
 Builder configs (the folder name under `tfds/<name>/`):
   real market / duke: `default`; real msmt: `list_train+list_val` (default) or `list_train`
-  (arn_triplet_eval.md §4.3).
+  (docs/arn_triplet_eval.md §4.3).
   synthetic: `<size>_seed<seed>` (e.g. `tiny_seed0`, `small_seed0`), so sizes coexist.
 
 Synthetic raw trees: `raw/<name>/` is used when its SYNTHETIC.json names the requested size,
@@ -79,7 +79,7 @@ class ReidBuilderConfig(tfds.core.BuilderConfig):
     raw_root: the extracted raw folder the builder reads (not part of the identity of the data
       for real sets; for synthetic ones fixed by size and seed).
     size, seed: synthetic tree parameters (None / 0 for real datasets).
-    msmt_train: MSMT17 training lists (arn_triplet_eval.md §4.3).
+    msmt_train: MSMT17 training lists (docs/arn_triplet_eval.md §4.3).
   """
   raw_root: str = ""
   size: str | None = None
@@ -128,9 +128,9 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _info(self) -> tfds.core.DatasetInfo:
     return _LocalDatasetInfo(
         builder=self,
-        description=f"{self.name} person re-identification crops (design README §4).",
+        description=f"{self.name} person re-identification crops (docs/design.md §4).",
         features=tfds.features.FeaturesDict({
-            # design README §9: path / encoded bytes + encoding_format='jpeg' needs no TensorFlow.
+            # docs/design.md §9: path / encoded bytes + encoding_format='jpeg' needs no TensorFlow.
             "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
             "pid": np.int64,
             "camid": np.int64,
@@ -235,13 +235,13 @@ def _counts(records: list[parsing.Record]) -> tuple[int, int]:
 
 def check_counts(spec: DatasetSpec, records: dict, root: Path,
                  msmt_train: str = "list_train+list_val") -> None:
-  """Real datasets: ids and images per split equal arn_triplet_eval.md §4.4 (`spec.expected`).
+  """Real datasets: ids and images per split equal docs/arn_triplet_eval.md §4.4 (`spec.expected`).
 
   Synthetic ones: equal the counts their SYNTHETIC.json reports, when it reports any.
   """
   if spec.expected is not None:
     expected = {s: (c.ids, c.images) for s, c in spec.expected.items()}
-    source = "arn_triplet_eval.md §4.4"
+    source = "docs/arn_triplet_eval.md §4.4"
   else:
     expected = _synthetic_expected(root, msmt_train)
     source = f"{root / SYNTHETIC_MARKER}"

@@ -1,16 +1,16 @@
-"""Decoding and augmentation as pure functions of (image, numpy Generator) (hhl.md §7, §10.6).
+"""Decoding and augmentation as pure functions of (image, numpy Generator) (docs/hhl.md §7, §10.6).
 
 Images are numpy arrays `[H, W, 3]`: uint8 until `to_unit_range` / `normalize`, float32 after.
 Resizing goes through PIL so that bilinear / bicubic downscaling antialiases exactly as the
-reference code's torchvision-on-PIL transforms do (hhl.md §7 step 2). Random draws come only from
+reference code's torchvision-on-PIL transforms do (docs/hhl.md §7 step 2). Random draws come only from
 the `numpy.random.Generator` passed in, so one generator seeded per image makes a batch
 reproducible whatever thread runs it.
 
 Composed transforms:
   `train_transform`: RandomSizedRectCrop -> flip p=0.5 -> [0, 1] -> ImageNet normalisation
-    (-> random erasing, off by default), hhl.md §7.
-  `test_transform`: bicubic resize -> [0, 1] -> ImageNet normalisation, hhl.md §7.
-  `stargan_train_transform` / `stargan_test_transform`: hhl.md §10.6.
+    (-> random erasing, off by default), docs/hhl.md §7.
+  `test_transform`: bicubic resize -> [0, 1] -> ImageNet normalisation, docs/hhl.md §7.
+  `stargan_train_transform` / `stargan_test_transform`: docs/hhl.md §10.6.
 """
 
 import io
@@ -22,10 +22,10 @@ from PIL import Image
 
 from reid_jax.errors import ReidError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # hhl.md §7 step 5
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)  # hhl.md §7 step 5
-STARGAN_MEAN = np.array([0.5, 0.5, 0.5], np.float32)  # hhl.md §10.6
-STARGAN_STD = np.array([0.5, 0.5, 0.5], np.float32)  # hhl.md §10.6
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # docs/hhl.md §7 step 5
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)  # docs/hhl.md §7 step 5
+STARGAN_MEAN = np.array([0.5, 0.5, 0.5], np.float32)  # docs/hhl.md §10.6
+STARGAN_STD = np.array([0.5, 0.5, 0.5], np.float32)  # docs/hhl.md §10.6
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -82,7 +82,7 @@ def rect_crop_box(image_height: int, image_width: int, rng: np.random.Generator,
                   aspect_range=(2.0, 3.0)) -> tuple[int, int, int, int] | None:
   """The crop window `(y0, x0, h, w)` of RandomSizedRectCrop, or None when every attempt failed.
 
-  hhl.md §7 step 2: up to `attempts` draws of area U(0.64, 1)·H·W and aspect h/w U(2, 3); the
+  docs/hhl.md §7 step 2: up to `attempts` draws of area U(0.64, 1)·H·W and aspect h/w U(2, 3); the
   first crop that fits is placed at a uniform integer offset. Python's `round` (half to even) as
   in the reference.
   """
@@ -102,7 +102,7 @@ def rect_crop_box(image_height: int, image_width: int, rng: np.random.Generator,
 def random_sized_rect_crop(image: np.ndarray, rng: np.random.Generator, height: int = 256,
                            width: int = 128, attempts: int = 10, area_range=(0.64, 1.0),
                            aspect_range=(2.0, 3.0), method: str = "bilinear") -> np.ndarray:
-  """open-reid's RandomSizedRectCrop -> uint8 `[height, width, 3]` (hhl.md §7 step 2).
+  """open-reid's RandomSizedRectCrop -> uint8 `[height, width, 3]` (docs/hhl.md §7 step 2).
 
   The window of `rect_crop_box`, resized (bilinear, antialiased); the whole image resized when no
   attempt fits.
@@ -165,7 +165,7 @@ def normalized_range(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[np.ndarray, 
 def random_erasing(image: np.ndarray, rng: np.random.Generator, probability: float = 0.5,
                    area_range=(0.02, 0.2), min_aspect: float = 0.3, value=IMAGENET_MEAN,
                    attempts: int = 100) -> np.ndarray:
-  """Zhong et al.'s RandomErasing on a normalised float `[H, W, C]` image (hhl.md §7 step 6).
+  """Zhong et al.'s RandomErasing on a normalised float `[H, W, C]` image (docs/hhl.md §7 step 6).
 
   With probability `probability`, up to `attempts` draws of area U(0.02, 0.2)·H·W and aspect
   U(0.3, 1/0.3); the first rectangle strictly inside the image is filled with `value` (the raw
@@ -190,7 +190,7 @@ def random_erasing(image: np.ndarray, rng: np.random.Generator, probability: flo
 
 def train_transform(image, rng: np.random.Generator, height: int = 256, width: int = 128,
                     erasing_probability: float = 0.0) -> np.ndarray:
-  """The re-ID training transform of hhl.md §7 -> float32 `[height, width, 3]`, normalised.
+  """The re-ID training transform of docs/hhl.md §7 -> float32 `[height, width, 3]`, normalised.
 
   Same draws and result as `random_sized_rect_crop` -> `horizontal_flip` -> `normalize`
   (-> `random_erasing`), with the image kept in PIL until the end.
@@ -208,7 +208,7 @@ def train_transform(image, rng: np.random.Generator, height: int = 256, width: i
     pil = pil.crop((x0, y0, x0 + w, y0 + h))
   if pil.size != (width, height):
     pil = pil.resize((width, height), _RESAMPLE["bilinear"])
-  if rng.uniform() < 0.5:  # hhl.md §7 step 3, the draw `horizontal_flip` makes
+  if rng.uniform() < 0.5:  # docs/hhl.md §7 step 3, the draw `horizontal_flip` makes
     pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
   out = normalize(np.asarray(pil))
   if erasing_probability > 0:
@@ -217,13 +217,13 @@ def train_transform(image, rng: np.random.Generator, height: int = 256, width: i
 
 
 def test_transform(image, height: int = 256, width: int = 128) -> np.ndarray:
-  """hhl.md §7 test transform: bicubic resize, [0, 1], ImageNet normalisation. float32."""
+  """docs/hhl.md §7 test transform: bicubic resize, [0, 1], ImageNet normalisation. float32."""
   return normalize(resize(decode(image), height, width, "bicubic"))
 
 
 def stargan_train_transform(image, rng: np.random.Generator, height: int = 256,
                             width: int = 128) -> np.ndarray:
-  """hhl.md §10.6: flip p=0.5, bilinear resize to 9/8 of the crop (288x144), random crop, to [-1, 1]."""
+  """docs/hhl.md §10.6: flip p=0.5, bilinear resize to 9/8 of the crop (288x144), random crop, to [-1, 1]."""
   image = horizontal_flip(decode(image), rng, 0.5)
   image = resize(image, height * 9 // 8, width * 9 // 8, "bilinear")
   image = random_crop(image, rng, height, width)
@@ -231,5 +231,5 @@ def stargan_train_transform(image, rng: np.random.Generator, height: int = 256,
 
 
 def stargan_test_transform(image, height: int = 256, width: int = 128) -> np.ndarray:
-  """hhl.md §10.6 generation transform: bilinear resize, to [-1, 1]."""
+  """docs/hhl.md §10.6 generation transform: bilinear resize, to [-1, 1]."""
   return normalize(resize(decode(image), height, width, "bilinear"), STARGAN_MEAN, STARGAN_STD)

@@ -1,4 +1,4 @@
-"""Distance diagnostics of an embedding on a labelled set (hhl.md §13, Table 1; docs/testbed.md)."""
+"""Distance diagnostics of an embedding on a labelled set (docs/hhl.md §11.1, Table 1; docs/testbed.md)."""
 
 import numpy as np
 

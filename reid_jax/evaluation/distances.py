@@ -1,4 +1,4 @@
-"""Query-gallery distance matrices for evaluation (arn_triplet_eval.md §3.1, hhl.md §8).
+"""Query-gallery distance matrices for evaluation (docs/arn_triplet_eval.md §3.1, docs/hhl.md §8).
 
 Computed with JAX in float32 at full matmul precision (`Precision.HIGHEST`: TPUs and recent GPUs
 would otherwise multiply float32 in bf16/TF32 and reorder near ties), one block of query rows at a
@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
-NORM_EPS = 1e-12  # arn_triplet_eval.md §1.4 item 6
+NORM_EPS = 1e-12  # docs/arn_triplet_eval.md §1.4 item 6
 
 
 def l2_normalize(features, axis: int = -1, eps: float = NORM_EPS):

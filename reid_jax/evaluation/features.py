@@ -1,4 +1,4 @@
-"""Test descriptors for retrieval: L2-normalised pool5 in eval mode (hhl.md §3, §8).
+"""Test descriptors for retrieval: L2-normalised pool5 in eval mode (docs/hhl.md §3, §8).
 
   descriptor = features.pool5_descriptor(model)         # (variables, images) -> [B, D]
   feats = features.extract(descriptor, variables, batches, flip=False,
@@ -39,7 +39,7 @@ def pool5_descriptor(model) -> Descriptor:
 
 def _flip_averaged(descriptor: Descriptor, flip: bool) -> Descriptor:
   """With `flip`, the descriptor of an image plus that of its mirror image, then L2-normalised
-  (torchreid's flip test; off in HHL, hhl.md §7); without, L2-normalised as is."""
+  (torchreid's flip test; off in HHL, docs/hhl.md §7); without, L2-normalised as is."""
 
   def apply(variables, images):
     features = descriptor(variables, images)

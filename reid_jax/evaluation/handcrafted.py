@@ -1,6 +1,6 @@
 """The hand-crafted reference: per-stripe colour statistics, no learning (docs/testbed.md).
 
-The papers print LOMO and BoW beside the learned methods (hhl.md §13, Table 4); on the synthetic
+The papers print LOMO and BoW beside the learned methods (docs/hhl.md §13, Table 4); on the synthetic
 world this descriptor plays that part, so a report can say whether a trained network beats
 features that know nothing of people:
 

@@ -1,4 +1,4 @@
-"""CMC and mAP with the standard single-query re-ID rules (arn_triplet_eval.md §3.2-3.4, hhl.md §8).
+"""CMC and mAP with the standard single-query re-ID rules (docs/arn_triplet_eval.md §3.2-3.4, docs/hhl.md §8).
 
 Per query: sort the gallery by distance with a stable sort; drop gallery items with the query's
 pid and camera, and junk (pid -1); distractors (pid 0) stay as ordinary negatives; a query with no
@@ -35,7 +35,7 @@ from reid_jax.evaluation import distances
 from reid_jax.evaluation import rerank as rerank_lib
 
 AP_VARIANTS = ("step", "trapezoid", "sklearn")
-JUNK_PID = -1  # arn_triplet_eval.md §3.2 rule 3; distractors (pid 0) are kept
+JUNK_PID = -1  # docs/arn_triplet_eval.md §3.2 rule 3; distractors (pid 0) are kept
 DEFAULT_MAX_RANK = 50
 DEFAULT_CHUNK_SIZE = 128
 
@@ -273,7 +273,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=DEFAULT_
 
 
 def summarize(result, ap, distance, rerank, n_gallery):
-  """The results.json record (design README §5) from a `RankAccumulator.result()` dict."""
+  """The results.json record (docs/design.md §5) from a `RankAccumulator.result()` dict."""
   cmc = result["cmc"]
   summary = {f"rank{k}": float(cmc[min(k, len(cmc)) - 1]) for k in (1, 5, 10, 20)}
   summary.update({
@@ -290,11 +290,11 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
   """Features to the results.json record, one block of queries at a time.
 
   Args:
-    qf `[Nq, D]`, gf `[Ng, D]`: features (normalise them first if the method says so; hhl.md §8
+    qf `[Nq, D]`, gf `[Ng, D]`: features (normalise them first if the method says so; docs/hhl.md §8
       uses L2-normalised pool5 with 'sqeuclidean').
     q_pids, q_camids `[Nq]`, g_pids, g_camids `[Ng]`: integer labels (junk pid -1 allowed in the
       gallery; it is dropped per query).
-    metric: 'euclidean' | 'sqeuclidean' | 'cosine' (arn_triplet_eval.md §3.1).
+    metric: 'euclidean' | 'sqeuclidean' | 'cosine' (docs/arn_triplet_eval.md §3.1).
     ap: 'step' | 'trapezoid' | 'sklearn' (§3.3).
     rerank: k-reciprocal re-ranking (§3.6) on Euclidean distances whatever `metric` says
       (step 1 squares them once; the record then says distance 'euclidean'); needs the N x N

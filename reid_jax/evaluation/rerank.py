@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), arn_triplet_eval.md §3.6.
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), docs/arn_triplet_eval.md §3.6.
 
 Same algorithm as torchreid's `re_ranking` (the Python port of the authors' code), vectorised with
 numpy instead of per-image Python loops. Inputs are **plain Euclidean** distances; step 1 squares
@@ -53,7 +53,7 @@ def check_memory(num_query: int, num_gallery: int, max_bytes: int | None = None)
     raise ReidError(
         f"re-ranking {num_query} queries + {num_gallery} gallery images needs about "
         f"{need / 2**30:.1f} GiB for the dense {num_images} x {num_images} distance matrices "
-        f"(arn_triplet_eval.md §3.6) but the limit is {limit / 2**30:.1f} GiB; evaluate without "
+        f"(docs/arn_triplet_eval.md §3.6) but the limit is {limit / 2**30:.1f} GiB; evaluate without "
         "re-ranking (rerank=False) or on a subset")
 
 
@@ -167,7 +167,7 @@ def _gather_rows(indptr, indices, data, source_rows):
 
 def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6,
                lambda_value: float = 0.3, max_bytes: int | None = None, progress: bool = True):
-  """Re-ranked query-gallery distances `[Nq, Ng]` float32 (arn_triplet_eval.md §3.6).
+  """Re-ranked query-gallery distances `[Nq, Ng]` float32 (docs/arn_triplet_eval.md §3.6).
 
   Args:
     q_g_dist `[Nq, Ng]`, q_q_dist `[Nq, Nq]`, g_g_dist `[Ng, Ng]`: plain Euclidean distances.

@@ -1,6 +1,6 @@
-"""Softmax cross-entropy for the identity classifiers (hhl.md §4, arn_triplet_eval.md §1.4 item 3).
+"""Softmax cross-entropy for the identity classifiers (docs/hhl.md §4, docs/arn_triplet_eval.md §1.4 item 3).
 
-Computed from `log_softmax` in float32 whatever the logits' dtype (arn_triplet_eval.md §1.4 item 6).
+Computed from `log_softmax` in float32 whatever the logits' dtype (docs/arn_triplet_eval.md §1.4 item 6).
 """
 
 import jax
@@ -16,7 +16,7 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0, valid=None):
     label_smoothing: eps of torchreid's `CrossEntropyLoss(label_smooth=True)` / the LSR loss: the
       target is `(1 - eps) * one_hot + eps / C`, the same as
       `torch.nn.functional.cross_entropy(..., label_smoothing=eps)`. HHL and the baseline use 0
-      (hhl.md §4).
+      (docs/hhl.md §4).
     valid: optional `[B]` bool; rows that are False (padding) are left out of the mean.
 
   Returns:

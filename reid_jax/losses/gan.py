@@ -1,4 +1,4 @@
-"""StarGAN losses: WGAN-GP adversarial terms, camera classification, cycle reconstruction (hhl.md §10.4).
+"""StarGAN losses: WGAN-GP adversarial terms, camera classification, cycle reconstruction (docs/hhl.md §10.4).
 
 `discriminator` below is any function `x [B, H, W, 3] -> (src [B, ...] patch map, cls [B, C] logits)`
 with no coupling between samples (the StarGAN D has no normalisation layers), e.g.
@@ -15,7 +15,7 @@ DiscriminatorFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def camera_cross_entropy(logits, cameras):
-  """Softmax cross-entropy over the C cameras, mean over the batch (hhl.md §10.4; not CelebA's BCE).
+  """Softmax cross-entropy over the C cameras, mean over the batch (docs/hhl.md §10.4; not CelebA's BCE).
 
   logits `[B, C]`, cameras int `[B]` (0-based) -> scalar.
   """
@@ -23,7 +23,7 @@ def camera_cross_entropy(logits, cameras):
 
 
 def gradient_penalty(discriminator: DiscriminatorFn, x_hat):
-  """mean_i (||d sum(D_src(x_hat)_i) / d x_hat_i||_2 - 1)^2 over the flattened image (hhl.md §10.4).
+  """mean_i (||d sum(D_src(x_hat)_i) / d x_hat_i||_2 - 1)^2 over the flattened image (docs/hhl.md §10.4).
 
   Since D treats samples independently, the gradient of the batch sum of the patch outputs gives
   each sample's own gradient. The result is differentiable again (second-order gradients) for the

@@ -1,12 +1,12 @@
 """Triplet losses on a batch: batch hard, batch all, and the training-batch precision metrics.
 
-Definitions: arn_triplet_eval.md §2.1 (Hermans et al.); HHL's batch-hard loss is open-reid's
-(hhl.md §4): Euclidean (not squared) distance on raw embeddings, every batch member an anchor,
+Definitions: docs/arn_triplet_eval.md §2.1 (Hermans et al.); HHL's batch-hard loss is open-reid's
+(docs/hhl.md §4): Euclidean (not squared) distance on raw embeddings, every batch member an anchor,
 hardest positive and hardest negative per anchor, margin 0.3, mean over anchors. As in open-reid
 and torchreid the anchor counts as its own positive (distance 0), so an anchor with no other
 positive gets `d_ap = 0` and a pure push-away term `max(0, m - d_an)`.
 
-Gradients are finite when embeddings coincide (arn_triplet_eval.md §2.2): distances go through a
+Gradients are finite when embeddings coincide (docs/arn_triplet_eval.md §2.2): distances go through a
 double-`where` root that returns distance 0 and gradient 0 for `d2 <= 1e-12`. open-reid instead
 returns `sqrt(1e-12) = 1e-6` there (also with gradient 0); the values differ by 1e-6.
 
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-SQRT_EPS = 1e-12  # arn_triplet_eval.md §1.4 item 6
+SQRT_EPS = 1e-12  # docs/arn_triplet_eval.md §1.4 item 6
 # Above this many elements in `[Nx, Ny, D]`, squared distances use the expanded form
 # ||x||^2 + ||y||^2 - 2 x.y (one matmul) instead of explicit differences. Differences are exact
 # (0 for coinciding rows); the expanded form leaves a rounding residual ~1e-7 * ||x||^2 there.
@@ -82,7 +82,7 @@ def _masks(labels, valid):
 
 def _hinge(difference, margin, soft_margin):
   if soft_margin:
-    return jax.nn.softplus(difference)  # arn_triplet_eval.md §2.1: softplus replaces m + x
+    return jax.nn.softplus(difference)  # docs/arn_triplet_eval.md §2.1: softplus replaces m + x
   return jax.nn.relu(margin + difference)
 
 
@@ -117,12 +117,12 @@ def _reduce(per_anchor, anchor_ok, reduction):
 def batch_hard_triplet_loss(embeddings, labels, margin: float = 0.3, soft_margin: bool = False,
                             reduction: str = "mean", metric: str = "euclidean",
                             anchor_is_positive: bool = True, valid=None):
-  """Batch-hard triplet loss (hhl.md §4; arn_triplet_eval.md §2.1).
+  """Batch-hard triplet loss (docs/hhl.md §4; docs/arn_triplet_eval.md §2.1).
 
   Args:
     embeddings: `[B, D]` raw (not normalised) embeddings.
     labels: `[B]` integer identities.
-    margin: hinge margin m (0.3, hhl.md §4); unused with soft_margin.
+    margin: hinge margin m (0.3, docs/hhl.md §4); unused with soft_margin.
     soft_margin: softplus(d_ap - d_an) instead of max(0, m + d_ap - d_an).
     reduction: 'mean' over anchors (the reference's `MarginRankingLoss`), 'sum', or 'none'
       (per-anchor `[B]`, 0 for anchors without a triplet).
@@ -169,7 +169,7 @@ def batch_all_triplet_loss(embeddings, labels, margin: float = 0.3, soft_margin:
 def triplet_metrics(embeddings, labels, margin: float = 0.3, soft_margin: bool = False,
                     metric: str = "euclidean", anchor_is_positive: bool = True, k=None,
                     valid=None, active_threshold: float = 1e-5):
-  """Monitoring statistics of a training batch (arn_triplet_eval.md §2.3, hhl.md §4 `prec`).
+  """Monitoring statistics of a training batch (docs/arn_triplet_eval.md §2.3, docs/hhl.md §4 `prec`).
 
   Returns a dict of float32 scalars:
     top1: fraction of anchors whose nearest other batch member has the same label.

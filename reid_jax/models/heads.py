@@ -1,14 +1,14 @@
-"""The IDE re-ID network of HHL and the baseline (hhl.md §3, §3.1, §9): trunk + pool5 + FC heads.
+"""The IDE re-ID network of HHL and the baseline (docs/hhl.md §3, §3.1, §9): trunk + pool5 + FC heads.
 
 ```
 layer4 map ─► global average pool = pool5 [B, 2048]
 pool5 ─► FC-1024 `feat` ─► BN-1024 `feat_bn` ─► ReLU = r [B, 1024]
-r ─► FC-128 `triplet`                       = embedding   (hhl.md §3: before dropout; none in §9's baseline)
+r ─► FC-128 `triplet`                       = embedding   (docs/hhl.md §3: before dropout; none in §9's baseline)
 r ─► Dropout(0.5) ─► FC-#ID `classifier`   = logits
 ```
 
 Top-level parameter names `backbone`, `feat`, `feat_bn`, `triplet`, `classifier` are what the optimiser
-labelling keys on (hhl.md §6: trunk / embedding layers / classifier). At test time the descriptor is
+labelling keys on (docs/hhl.md §6: trunk / embedding layers / classifier). At test time the descriptor is
 the L2-normalised pool5 (`test_descriptor`); FC-1024 and FC-128 are never used for retrieval.
 """
 
@@ -19,22 +19,22 @@ import jax.numpy as jnp
 
 from reid_jax.models import resnet
 
-# hhl.md §3.1. FC-1024: kaiming_normal_(mode='fan_out'), gain sqrt(2), untruncated. A PyTorch
+# docs/hhl.md §3.1. FC-1024: kaiming_normal_(mode='fan_out'), gain sqrt(2), untruncated. A PyTorch
 # weight [1024, 2048] has fan_out 1024; a Flax kernel [2048, 1024] has fan_out 1024 too.
 feat_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-# hhl.md §3.1: FC-128 and the classifier: Normal(0, 0.001^2), bias 0.
+# docs/hhl.md §3.1: FC-128 and the classifier: Normal(0, 0.001^2), bias 0.
 small_normal_init = nn.initializers.normal(stddev=0.001)
 
-L2_EPSILON = 1e-12  # F.normalize's eps (hhl.md §3)
+L2_EPSILON = 1e-12  # F.normalize's eps (docs/hhl.md §3)
 
 
 def global_average_pool(feature_map):
-  """`[B, H, W, C] -> [B, C]` float32 (pool5), averaged over the full map (hhl.md §3)."""
+  """`[B, H, W, C] -> [B, C]` float32 (pool5), averaged over the full map (docs/hhl.md §3)."""
   return jnp.mean(feature_map.astype(jnp.float32), axis=(1, 2))
 
 
 def test_descriptor(pool5):
-  """L2-normalised pool5 `[B, C] -> [B, C]`, like `F.normalize(x, p=2, dim=1, eps=1e-12)` (hhl.md §3)."""
+  """L2-normalised pool5 `[B, C] -> [B, C]`, like `F.normalize(x, p=2, dim=1, eps=1e-12)` (docs/hhl.md §3)."""
   pool5 = jnp.asarray(pool5, jnp.float32)
   norm = jnp.linalg.norm(pool5, axis=-1, keepdims=True)
   return pool5 / jnp.maximum(norm, L2_EPSILON)
@@ -47,10 +47,10 @@ class ReIDNet(nn.Module):
     num_classes: source training identities (FC-#ID outputs); 0 drops the classifier (logits None).
     arch: trunk name for `resnet.build_backbone` ('resnet50', 'resnet_small').
     num_features: FC-1024 width; 0 drops FC + BN + ReLU so r = pool5 (open-reid's `has_embedding`).
-    triplet_features: FC-128 width; 0 drops it (the baseline, hhl.md §9) and `embedding` is None.
-    dropout_rate: dropout before the classifier (hhl.md §3: 0.5), active only with train=True and an
+    triplet_features: FC-128 width; 0 drops it (the baseline, docs/hhl.md §9) and `embedding` is None.
+    dropout_rate: dropout before the classifier (docs/hhl.md §3: 0.5), active only with train=True and an
       rng named 'dropout'.
-    last_stride: layer4 stride (hhl.md §3: 2).
+    last_stride: layer4 stride (docs/hhl.md §3: 2).
     dtype: computation dtype of trunk and heads; parameters, BN statistics, pool5 and outputs float32.
   """
 
@@ -99,7 +99,7 @@ class ReIDNet(nn.Module):
       r = nn.relu(self.feat_bn(self.feat(r), use_running_average=not train))
     embedding = None
     if self.triplet_features > 0:
-      embedding = self.triplet(r).astype(jnp.float32)  # hhl.md §3: from r, before dropout
+      embedding = self.triplet(r).astype(jnp.float32)  # docs/hhl.md §3: from r, before dropout
     logits = None
     if self.num_classes > 0:
       logits = self.classifier(self.drop(r, deterministic=not train)).astype(jnp.float32)

@@ -1,13 +1,13 @@
-"""ResNet trunk in torchvision's layout (hhl.md §3): ResNet-50 and a small ResNet for tests and CPU demos.
+"""ResNet trunk in torchvision's layout (docs/hhl.md §3): ResNet-50 and a small ResNet for tests and CPU demos.
 
 torchvision "v1.5" bottleneck: 1x1 -> 3x3 (carries the stride) -> 1x1 (x4 channels), each followed by
 BatchNorm; the shortcut is a 1x1 conv with the block's stride + BatchNorm wherever the shape changes.
 Every convolution goes through `reid_jax.models.conv.Conv` with PyTorch's symmetric padding, so
 imported ImageNet weights compute exactly what they compute in PyTorch.
 
-The forward pass stops after layer4 (hhl.md §3: torchvision's avgpool and fc are unused) and returns
+The forward pass stops after layer4 (docs/hhl.md §3: torchvision's avgpool and fc are unused) and returns
 the feature map `[B, H/32, W/32, C]` (`[B, H/16, W/16, C]` with `last_stride=1`). Pooling and heads
-live in `heads.py`; ARN (arn_triplet_eval.md §1.2-§1.4) puts its own encoders on the same map, and the
+live in `heads.py`; ARN (docs/arn_triplet_eval.md §1.2-§1.4) puts its own encoders on the same map, and the
 draft-code variant that stops after layer3 uses `out_layer='layer3'` and `ResNetStage` copies of layer4.
 
 Parameter tree (mirrors torchvision's state-dict keys, see `torchvision_import.py`):
@@ -26,7 +26,7 @@ from reid_jax.models import pooling
 from reid_jax.models.materialize import materialize
 from reid_jax.models.conv import Conv
 
-# hhl.md §3: PyTorch BatchNorm defaults (running <- 0.9 running + 0.1 batch), in Flax's convention.
+# docs/hhl.md §3: PyTorch BatchNorm defaults (running <- 0.9 running + 0.1 batch), in Flax's convention.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
@@ -100,7 +100,7 @@ class ResNet(nn.Module):
     stage_sizes: bottlenecks per stage, (3, 4, 6, 3) for ResNet-50.
     base_width: width of layer1's bottleneck (64 for ResNet-50); stage s has base_width * 2**s, and
       the stem has base_width channels.
-    last_stride: stride of layer4 (hhl.md §3: the default 2; 1 doubles the final map).
+    last_stride: stride of layer4 (docs/hhl.md §3: the default 2; 1 doubles the final map).
     out_layer: 'layer4' (default) or 'layer3' (stop early, e.g. ARN's draft-code E_I).
     dtype: computation dtype (e.g. jnp.bfloat16); parameters and BN statistics stay float32.
   """
@@ -141,7 +141,7 @@ class ResNet(nn.Module):
 
 
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), base_width=64)
-# Tests and CPU demos (design README §7 'tiny'): one bottleneck per stage, widths 16..128 -> 512 channels
+# Tests and CPU demos (docs/design.md §7 'tiny'): one bottleneck per stage, widths 16..128 -> 512 channels
 # at layer4, ~0.6 M parameters (ResNet-50: 23.5 M); same layout, strides and map sizes as ResNet-50.
 SmallResNet = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), base_width=16)
 

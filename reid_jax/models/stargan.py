@@ -1,10 +1,10 @@
-"""StarGAN generator and discriminator of HHL's camera-style transfer (hhl.md §10.2, §10.3).
+"""StarGAN generator and discriminator of HHL's camera-style transfer (docs/hhl.md §10.2, §10.3).
 
 The architecture is yunjey's StarGAN as forked by HHL ("stargan4reid"): the generator maps an image in
 [-1, 1] plus a target-camera one-hot to an image in [-1, 1]; the discriminator returns a PatchGAN
 real/fake map and camera logits from a rectangular (2:1) classification kernel.
 
-Initialisation follows PyTorch's defaults (hhl.md §10.2): weights and biases U(-1/sqrt(fan_in),
+Initialisation follows PyTorch's defaults (docs/hhl.md §10.2): weights and biases U(-1/sqrt(fan_in),
 1/sqrt(fan_in)). `init_scheme='torch_0.4'` (the reference code's PyTorch) draws the instance-norm scale from
 U(0, 1) and takes a transposed conv's fan_in from its input channels; `init_scheme='torch_1.x'` uses scale 1
 and the output channels, as PyTorch >= 1.0 does.
@@ -47,7 +47,7 @@ def _conv(features, kernel_size, in_features, *, strides=1, padding=0, use_bias=
 
 
 class InstanceNorm(nn.Module):
-  """Instance norm with affine scale/shift and no running state (hhl.md §10.2, §12 row 21).
+  """Instance norm with affine scale/shift and no running state (docs/hhl.md §10.2, §12 row 21).
 
   Normalises each sample and channel over H x W with the biased variance, eps 1e-5, as PyTorch's
   `InstanceNorm2d` does in train mode (the reference never switches G to eval mode).
@@ -60,7 +60,7 @@ class InstanceNorm(nn.Module):
   def __call__(self, x):
     """x `[B, H, W, C]` -> `[B, H, W, C]`."""
     features = x.shape[-1]
-    if self.init_scheme == "torch_0.4":  # PyTorch < 1.0 initialised the affine weight U(0, 1), hhl.md §10.2
+    if self.init_scheme == "torch_0.4":  # PyTorch < 1.0 initialised the affine weight U(0, 1), docs/hhl.md §10.2
       scale_init = nn.initializers.uniform(scale=1.0)
     else:
       scale_init = nn.initializers.ones_init()
@@ -72,7 +72,7 @@ class InstanceNorm(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-  """[Conv 3x3; IN; ReLU; Conv 3x3; IN] + identity, no ReLU after the sum (hhl.md §10.2 rows 4-9)."""
+  """[Conv 3x3; IN; ReLU; Conv 3x3; IN] + identity, no ReLU after the sum (docs/hhl.md §10.2 rows 4-9)."""
 
   init_scheme: str = "torch_0.4"
   conv_impl: str = "auto"
@@ -88,7 +88,7 @@ class ResidualBlock(nn.Module):
 
 
 class Generator(nn.Module):
-  """StarGAN generator G(x, c) (hhl.md §10.2).
+  """StarGAN generator G(x, c) (docs/hhl.md §10.2).
 
   Attributes:
     num_cameras: C, the size of the camera one-hot (`c_dim`: Market 6, Duke 8).
@@ -140,7 +140,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """PatchGAN discriminator with an auxiliary camera classifier (hhl.md §10.3).
+  """PatchGAN discriminator with an auxiliary camera classifier (docs/hhl.md §10.3).
 
   Attributes:
     num_cameras: C.
@@ -170,7 +170,7 @@ class Discriminator(nn.Module):
       h = nn.leaky_relu(h, negative_slope=0.01)
       in_dim, dim = dim, dim * 2
     out_src = _conv(1, 3, in_dim, padding=1, impl=self.conv_impl, name="src")(h)
-    # hhl.md §10.3: rectangular kernel (image_size/2^r, image_size/2^(r+1)), (4, 2) at 256x128.
+    # docs/hhl.md §10.3: rectangular kernel (image_size/2^r, image_size/2^(r+1)), (4, 2) at 256x128.
     kernel = (self.image_size >> self.repeat_num, self.image_size >> (self.repeat_num + 1))
     out_cls = _conv(self.num_cameras, kernel, in_dim, impl=self.conv_impl, name="cls")(h)
     return out_src[..., 0], out_cls.reshape(out_cls.shape[0], -1)
@@ -209,7 +209,7 @@ def load_torch_generator(state_dict: Mapping[str, Any], repeat_num: int = 6) -> 
 
   Conv weights `[out, in, kh, kw]` become HWIO kernels; transposed-conv weights `[in, out, kh, kw]`
   become `[kh, kw, in, out]` (the layout `conv_transpose2d` expects). The instance norms' running
-  statistics are ignored (hhl.md §12 row 21). Returns `{'params': ...}` for `Generator.apply`.
+  statistics are ignored (docs/hhl.md §12 row 21). Returns `{'params': ...}` for `Generator.apply`.
   """
   def array(key):
     if key not in state_dict:

@@ -1,7 +1,7 @@
-"""Import torchvision's ImageNet ResNet-50 weights into the `resnet.ResNet` trunk (hhl.md §3, §3.1).
+"""Import torchvision's ImageNet ResNet-50 weights into the `resnet.ResNet` trunk (docs/hhl.md §3, §3.1).
 
 Reads a local state dict, `.safetensors` (no torch needed) or `.pth` (needs torch); never downloads.
-hhl.md §3 asks for torchvision's original "V1" weights (`resnet50-0676ba61.pth`, the re-saved
+docs/hhl.md §3 asks for torchvision's original "V1" weights (`resnet50-0676ba61.pth`, the re-saved
 `resnet50-19c8e357.pth` of torchvision 0.2), not the later V2 recipe.
 
 Name mapping (torchvision key -> variables path, `resnet.py` mirrors torchvision's module tree):
@@ -50,7 +50,7 @@ def find_pretrained_resnet50(data_dir) -> Path:
       return folder / filename
   raise ReidError(
       f"no ImageNet ResNet-50 weights in {folder}: put torchvision's V1 ResNet-50 state dict there as "
-      f"one of {', '.join(PRETRAINED_FILENAMES)} (reid_jax never downloads weights; hhl.md §3)")
+      f"one of {', '.join(PRETRAINED_FILENAMES)} (reid_jax never downloads weights; docs/hhl.md §3)")
 
 
 def _torch_module_name(module_path) -> str:
@@ -88,7 +88,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     raise ReidError(
         f"ImageNet ResNet-50 weights not found at {path}: put torchvision's V1 ResNet-50 state dict "
         f"there (torchvision's resnet50-0676ba61.pth, or the same tensors saved with safetensors); "
-        f"reid_jax never downloads weights (hhl.md §3)")
+        f"reid_jax never downloads weights (docs/hhl.md §3)")
   if path.suffix == ".safetensors":
     from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
     try:

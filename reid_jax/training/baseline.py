@@ -1,5 +1,5 @@
 """The direct-transfer baseline: IDE trained on the source only, evaluated on target and source
-(hhl.md §9).
+(docs/hhl.md §9).
 
   results = train_and_evaluate(config, workdir, data_dir, src="synth_duke", tgt="synth_market",
                                config_name="reid_jax/configs/baseline.py:tiny")
@@ -43,13 +43,13 @@ def init_variables(model, config, rng, data_dir) -> dict:
     print(f"trunk initialised from {what} {path}")
   else:
     print("WARNING: config model.pretrained is empty: the trunk starts FROM SCRATCH (random init), "
-          "not from ImageNet weights as in the papers (hhl.md §3). Set "
+          "not from ImageNet weights as in the papers (docs/hhl.md §3). Set "
           "--config.model.pretrained=/path/to/resnet50.pth to use them.", file=sys.stdout)
   return variables
 
 
 def source_epoch_batches(source, config, seed: int):
-  """`(epoch, start) -> batches` of the source CE stream: uniform shuffle, drop_last (hhl.md §5, §9)."""
+  """`(epoch, start) -> batches` of the source CE stream: uniform shuffle, drop_last (docs/hhl.md §5, §9)."""
   labels, _ = pipeline.relabel(source.labels["pid"])
 
   def epoch_batches(epoch, start):

@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a training run in `<workdir>/checkpoints/` (design README §5).
+"""Orbax checkpoints of a training run in `<workdir>/checkpoints/` (docs/design.md §5).
 
 One checkpoint per saved step holds two items:
 

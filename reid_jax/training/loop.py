@@ -1,6 +1,6 @@
 """The epoch/step loop shared by the baseline, HHL and ARN trainers.
 
-What it guarantees (design README §3, §5):
+What it guarantees (docs/design.md §3, §5):
 
 - **Resume.** The loop restores the latest checkpoint of `<workdir>/checkpoints/` and continues
   from the exact step. Everything random is a function of (seed, step): the step's key is

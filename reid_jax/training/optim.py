@@ -1,20 +1,20 @@
-"""SGD with per-group learning rates, chosen by parameter path (hhl.md §6, §9).
+"""SGD with per-group learning rates, chosen by parameter path (docs/hhl.md §6, §9).
 
 Every parameter leaf gets a group name from its path: the top-level module name (`backbone`,
 `feat`, `feat_bn`, `triplet`, `classifier` for `ReIDNet`) is looked up in a rules mapping. The
 config then maps each group name to a learning-rate multiplier, or to `"frozen"`:
 
-  trunk       lr_base(e) x lr_mult['trunk']        (hhl.md §6: 0.1 x 0.1 = 0.01)
-  classifier  lr_base(e) x lr_mult['classifier']   (hhl.md §6: 0.1 x 1.0 = 0.1)
-  frozen      `optax.set_to_zero()`: never moves, no weight decay (hhl.md §6, reference code)
+  trunk       lr_base(e) x lr_mult['trunk']        (docs/hhl.md §6: 0.1 x 0.1 = 0.01)
+  classifier  lr_base(e) x lr_mult['classifier']   (docs/hhl.md §6: 0.1 x 1.0 = 0.1)
+  frozen      `optax.set_to_zero()`: never moves, no weight decay (docs/hhl.md §6, reference code)
 
 Each non-frozen group is PyTorch's `SGD(momentum=0.9, nesterov=True, weight_decay=5e-4)`:
 (coupled weight decay: g + wd * p) -> (Nesterov trace, decay 0.9) -> (x -lr(step)). PyTorch
 multiplies by the lr after the momentum buffer, so scaling after the trace reproduces its lr drops
-exactly (hhl.md §6 optax mapping).
+exactly (docs/hhl.md §6 optax mapping).
 
 The schedule is piecewise constant in epochs: lr_base(e) = base_lr x gamma^(number of milestones
-<= e) (hhl.md §6: 0.1, x0.1 at epoch 40 of 60).
+<= e) (docs/hhl.md §6: 0.1, x0.1 at epoch 40 of 60).
 """
 
 from typing import Callable, Mapping, Sequence
@@ -26,17 +26,17 @@ from reid_jax.errors import ReidError
 
 FROZEN = "frozen"
 
-# hhl.md §6: `embedding_layers` names where FC-1024 `feat`, BN-1024 `feat_bn` and FC-128 `triplet`
+# docs/hhl.md §6: `embedding_layers` names where FC-1024 `feat`, BN-1024 `feat_bn` and FC-128 `triplet`
 # go: frozen at init (HHL.py), trunk lr 0.01 (the paper's wording), classifier lr 0.1 (baseline.py).
 EMBEDDING_LAYERS = {"reference_code": FROZEN, "paper": "trunk", "baseline": "classifier"}
 EMBEDDING_MODULES = ("feat", "feat_bn", "triplet")
 
 
 def reid_net_rules(embedding_layers: str) -> dict[str, str]:
-  """Top-level module name -> group for `ReIDNet` under an `embedding_layers` choice (hhl.md §6)."""
+  """Top-level module name -> group for `ReIDNet` under an `embedding_layers` choice (docs/hhl.md §6)."""
   if embedding_layers not in EMBEDDING_LAYERS:
     raise ReidError(f"config field embedding_layers={embedding_layers!r} is not one of "
-                    f"{sorted(EMBEDDING_LAYERS)} (hhl.md §6)")
+                    f"{sorted(EMBEDDING_LAYERS)} (docs/hhl.md §6)")
   rules = {"backbone": "trunk", "classifier": "classifier"}
   rules.update({name: EMBEDDING_LAYERS[embedding_layers] for name in EMBEDDING_MODULES})
   return rules
@@ -74,7 +74,7 @@ def label_params(params, rules: Mapping[str, str]):
 
 def epoch_schedule(base_lr: float, milestones: Sequence[int], gamma: float,
                    steps_per_epoch: int) -> optax.Schedule:
-  """lr_base(step) = base_lr x gamma^(#milestones <= step // steps_per_epoch) (hhl.md §6)."""
+  """lr_base(step) = base_lr x gamma^(#milestones <= step // steps_per_epoch) (docs/hhl.md §6)."""
   boundaries = {int(m) * int(steps_per_epoch): float(gamma) for m in milestones}
   return optax.piecewise_constant_schedule(float(base_lr), boundaries)
 
@@ -83,7 +83,7 @@ def sgd_group(schedule: optax.Schedule, lr_mult: float, momentum: float, nestero
               weight_decay: float) -> optax.GradientTransformation:
   """`torch.optim.SGD(lr=schedule x lr_mult, momentum, nesterov, weight_decay)` for one group."""
   return optax.chain(
-      optax.add_decayed_weights(weight_decay),  # coupled L2: before the momentum (hhl.md §6)
+      optax.add_decayed_weights(weight_decay),  # coupled L2: before the momentum (docs/hhl.md §6)
       optax.trace(decay=momentum, nesterov=nesterov),
       optax.scale_by_schedule(lambda count: -schedule(count) * lr_mult),
   )

@@ -1,4 +1,4 @@
-"""Data parallelism with one `Mesh` and a 'data' axis over `jax.devices()` (style.md).
+"""Data parallelism with one `Mesh` and a 'data' axis over `jax.devices()` (docs/style.md).
 
 Batches are split along their leading axis over the 'data' axis; the train state is replicated.
 With one device this is a no-op layout, so the same code runs on a CPU, a GPU node or a TPU VM.

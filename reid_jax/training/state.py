@@ -1,4 +1,4 @@
-"""The train state: a plain pytree of arrays, passed explicitly through the jitted step (style.md).
+"""The train state: a plain pytree of arrays, passed explicitly through the jitted step (docs/style.md).
 
 The model and the optax transformation are not part of it: they are static and closed over by the
 step function, so the state checkpoints as arrays only.

@@ -6,7 +6,7 @@ A method supplies a loss function
 
 and `make_train_step` turns it into the step (gradient, optax update, BN statistics). The loss
 function may call `forward` several times, threading `batch_stats` from one call into the next
-(hhl.md §14: HHL's three passes CE -> triplet -> target each normalise with their own batch and
+(docs/hhl.md §14: HHL's three passes CE -> triplet -> target each normalise with their own batch and
 update the running statistics in that order); `forward_rng` gives each call its own dropout key.
 """
 
@@ -36,7 +36,7 @@ def forward(model, params, batch_stats, images, rng, train: bool = True):
 
 
 def forward_rng(rng: jax.Array, call_index: int) -> jax.Array:
-  """The dropout key of the `call_index`-th forward pass of a step (hhl.md §14: one per call)."""
+  """The dropout key of the `call_index`-th forward pass of a step (docs/hhl.md §14: one per call)."""
   return jax.random.fold_in(rng, call_index)
 
 
@@ -45,7 +45,7 @@ def classification_metrics(logits, labels) -> dict:
 
 
 def baseline_loss_fn(model) -> LossFn:
-  """IDE cross-entropy on the source batch `{'image': [B, H, W, 3], 'label': [B]}` (hhl.md §9)."""
+  """IDE cross-entropy on the source batch `{'image': [B, H, W, 3], 'label': [B]}` (docs/hhl.md §9)."""
   from reid_jax.losses import classification
 
   def loss_fn(params, batch_stats, batch, rng):

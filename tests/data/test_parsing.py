@@ -1,4 +1,4 @@
-"""File-name and layout rules (arn_triplet_eval.md §4)."""
+"""File-name and layout rules (docs/arn_triplet_eval.md §4)."""
 
 import pytest
 

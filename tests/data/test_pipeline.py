@@ -1,4 +1,4 @@
-"""Input pipeline (hhl.md §4, §5, §7; design README §4)."""
+"""Input pipeline (docs/hhl.md §4, §5, §7; docs/design.md §4)."""
 
 import io
 

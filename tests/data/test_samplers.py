@@ -1,4 +1,4 @@
-"""Samplers (arn_triplet_eval.md §2.4, hhl.md §5)."""
+"""Samplers (docs/arn_triplet_eval.md §2.4, docs/hhl.md §5)."""
 
 import collections
 import json

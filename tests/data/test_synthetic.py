@@ -1,4 +1,4 @@
-"""The synthetic world (design README §6): layouts, names, protocol structure, sizes, determinism
+"""The synthetic world (docs/design.md §6): layouts, names, protocol structure, sizes, determinism
 and the measured effects (camera style, identity, domain gap)."""
 
 import collections
@@ -18,7 +18,7 @@ from reid_jax.data import datasets, synthetic
 from reid_jax.data.synthetic import render, world, writer
 from reid_jax.errors import ReidError
 
-# The real datasets' file-name rules (arn_triplet_eval.md §4.1-§4.3), written out independently.
+# The real datasets' file-name rules (docs/arn_triplet_eval.md §4.1-§4.3), written out independently.
 MARKET_RE = re.compile(r"^(-1|\d{4})_c([1-6])s(\d+)_(\d{6})_(\d{2})\.jpg$")
 DUKE_RE = re.compile(r"^(\d{4})_c([1-8])_f(\d{7})\.jpg$")
 MSMT_RE = re.compile(r"^(\d{4})_(\d{3})_(\d{2})_(0113|0114|0302|0303)(morning|noon|afternoon)"
@@ -109,7 +109,7 @@ def test_market_gallery_has_junk_and_distractors(trees):
   assert gallery_pids[0] == sp.distractor_images > 0
   for split in ("train", "query"):
     assert not {-1, 0} & {r[0] for r in records[split]}
-  # Ids: the test ids plus -1 and 0, as the real raw folder (arn_triplet_eval.md §4.4).
+  # Ids: the test ids plus -1 and 0, as the real raw folder (docs/arn_triplet_eval.md §4.4).
   assert len(gallery_pids) == sp.test_ids + 2
 
 
@@ -178,7 +178,7 @@ def test_full_plan_has_the_real_counts(dataset, real):
     assert counts[split] == {"ids": expected.ids, "images": expected.images}, split
   if real == "market":
     pids = collections.Counter(i.pid for i in items if i.split == "gallery")
-    assert (pids[-1], pids[0]) == (3819, 2798)  # arn_triplet_eval.md §4.4
+    assert (pids[-1], pids[0]) == (3819, 2798)  # docs/arn_triplet_eval.md §4.4
     assert max(i.pid for i in items) == 1501
   if real == "duke":
     assert counts["gallery"]["ids"] - counts["query"]["ids"] == 408
@@ -347,7 +347,7 @@ def test_viewpoint_decides_what_is_visible():
 
 def test_msmt_light_follows_time_of_day_outdoors_only(msmt_dir):
   """Outdoor crops are brighter at noon than in the morning; the 3 indoor cameras (13-15) are lit
-  alike at every hour (README §6.3)."""
+  alike at every hour (docs/design.md §6.3)."""
   brightness = collections.defaultdict(list)
   for path in msmt_dir.rglob("*.jpg"):
     m = MSMT_RE.match(path.name)

@@ -1,4 +1,4 @@
-"""TFDS builders: round trip, count checks and failure paths (design README §4)."""
+"""TFDS builders: round trip, count checks and failure paths (docs/design.md §4)."""
 
 import dataclasses
 import json

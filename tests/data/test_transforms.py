@@ -1,4 +1,4 @@
-"""Augmentation and test transforms (hhl.md §7, §10.6)."""
+"""Augmentation and test transforms (docs/hhl.md §7, §10.6)."""
 
 import io
 
@@ -40,7 +40,7 @@ def test_decode_converts_grayscale_to_rgb():
 
 @pytest.mark.parametrize("shape", [(128, 64), (300, 110)])
 def test_bilinear_resize_matches_torch_antialias(shape):
-  # PIL's bilinear antialiases when downscaling (hhl.md §7); torch's antialiased interpolate is an
+  # PIL's bilinear antialiases when downscaling (docs/hhl.md §7); torch's antialiased interpolate is an
   # independent implementation of the same filter.
   image = _random_image(*shape, seed=3)
   ours = transforms.resize(image, 64, 32, "bilinear").astype(np.float32)
@@ -71,7 +71,7 @@ def test_rect_crop_box_area_and_aspect_statistics():
   assert aspect.min() > 1.95 and aspect.max() < 3.05
   # A fit needs a·r <= 2A (height bound), so large areas come with small aspects.
   assert (area * aspect).max() <= 2.0 + 0.05
-  # One attempt succeeds with probability ≈ 0.47 on an aspect-2 image (hhl.md §7).
+  # One attempt succeeds with probability ≈ 0.47 on an aspect-2 image (docs/hhl.md §7).
   success = len(boxes) / 4000
   assert 0.42 < success < 0.52
   # Small areas admit every aspect up to 3: the accepted aspects span the range.

@@ -45,7 +45,7 @@ def test_sqeuclidean_and_euclidean_rank_the_same():
   squared = distances.compute_distance_matrix(qf, gf, "sqeuclidean")
   np.testing.assert_array_equal(np.argsort(euclidean, axis=1, kind="stable"),
                                 np.argsort(squared, axis=1, kind="stable"))
-  # For L2-normalised features, squared Euclidean = 2 - 2 cos = 2 * cosine distance (hhl.md §8).
+  # For L2-normalised features, squared Euclidean = 2 - 2 cos = 2 * cosine distance (docs/hhl.md §8).
   qn, gn = distances.l2_normalize(qf), distances.l2_normalize(gf)
   np.testing.assert_allclose(distances.compute_distance_matrix(qn, gn, "sqeuclidean"),
                              2 * distances.compute_distance_matrix(qf, gf, "cosine"), atol=1e-5)

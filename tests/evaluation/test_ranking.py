@@ -1,4 +1,4 @@
-"""CMC/mAP: hand-worked cases of arn_triplet_eval.md §3.3 and brute-force per-query loops."""
+"""CMC/mAP: hand-worked cases of docs/arn_triplet_eval.md §3.3 and brute-force per-query loops."""
 
 import numpy as np
 import pytest

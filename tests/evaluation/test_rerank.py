@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking against a loop transcription of arn_triplet_eval.md §3.6."""
+"""k-reciprocal re-ranking against a loop transcription of docs/arn_triplet_eval.md §3.6."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""WGAN-GP, camera CE and cycle losses of StarGAN (hhl.md §10.4)."""
+"""WGAN-GP, camera CE and cycle losses of StarGAN (docs/hhl.md §10.4)."""
 
 import functools
 

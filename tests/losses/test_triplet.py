@@ -39,7 +39,7 @@ def _add_triplet_gradient(grad, x, a, p, n, weight):
 
 
 def brute_batch_hard(x, labels, margin=0.3, soft=False, reduction="mean"):
-  """Loop reference: positives include the anchor (hhl.md §4); returns loss, gradient."""
+  """Loop reference: positives include the anchor (docs/hhl.md §4); returns loss, gradient."""
   n = len(labels)
   losses, grad = [], np.zeros_like(x)
   for a in range(n):

@@ -1,4 +1,4 @@
-"""IDE heads (hhl.md §3, §3.1, §9): parameter counts, initialisations, dropout, BN-1024 statistics,
+"""IDE heads (docs/hhl.md §3, §3.1, §9): parameter counts, initialisations, dropout, BN-1024 statistics,
 the eval forward against a torch head, the test descriptor."""
 
 import flax
@@ -24,7 +24,7 @@ def _abstract_params(net):
 @pytest.mark.parametrize("num_classes, classifier, total", [(702, 719_550, 26_459_006),
                                                             (751, 769_775, 26_509_231)])
 def test_parameter_counts_match_hhl(num_classes, classifier, total):
-  params = _abstract_params(heads.ReIDNet(num_classes=num_classes))  # hhl.md §3
+  params = _abstract_params(heads.ReIDNet(num_classes=num_classes))  # docs/hhl.md §3
   counts = {name: _count(tree) for name, tree in params.items()}
   assert counts == {"backbone": 23_508_032, "feat": 2_098_176, "feat_bn": 2_048, "triplet": 131_200,
                     "classifier": classifier}
@@ -32,7 +32,7 @@ def test_parameter_counts_match_hhl(num_classes, classifier, total):
 
 
 def test_baseline_has_no_triplet_layer():
-  params = _abstract_params(heads.ReIDNet(num_classes=702, triplet_features=0))  # hhl.md §9
+  params = _abstract_params(heads.ReIDNet(num_classes=702, triplet_features=0))  # docs/hhl.md §9
   assert set(params) == {"backbone", "feat", "feat_bn", "classifier"}
   assert _count(params) == 26_459_006 - 131_200
 
@@ -49,7 +49,7 @@ def test_initialisations(small_net):
   _, variables, _ = small_net
   params, stats = variables["params"], variables["batch_stats"]
   feat = np.asarray(params["feat"]["kernel"])  # [512, 1024]: fan_out 1024, fan_in 512
-  np.testing.assert_allclose(feat.std(), np.sqrt(2.0 / 1024), rtol=0.01)  # hhl.md §3.1
+  np.testing.assert_allclose(feat.std(), np.sqrt(2.0 / 1024), rtol=0.01)  # docs/hhl.md §3.1
   assert np.abs(feat).max() > 4 * feat.std()  # untruncated (he_normal would cut at 2 std)
   for name in ("triplet", "classifier"):
     kernel = np.asarray(params[name]["kernel"])
@@ -129,7 +129,7 @@ def test_dropout_only_in_train_mode_and_only_before_the_classifier(small_net, tr
   active = r > 1e-3
   assert 0.45 < dropped[active].mean() < 0.55
   assert not np.array_equal(out1["logits"], out2["logits"])
-  np.testing.assert_array_equal(out1["embedding"], out2["embedding"])  # hhl.md §3: before dropout
+  np.testing.assert_array_equal(out1["embedding"], out2["embedding"])  # docs/hhl.md §3: before dropout
   # Eval mode: no rng needed; the identity classifier returns r itself (no mask, no 1/(1-p) scale).
   eval_out, eval_state = net.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
   r_eval = np.maximum(np.asarray(eval_state["intermediates"]["feat_bn"]["__call__"][0]), 0.0)

@@ -1,4 +1,4 @@
-"""ResNet trunk: sizes and parameter counts (hhl.md §3), BatchNorm statistics, max-pool padding.
+"""ResNet trunk: sizes and parameter counts (docs/hhl.md §3), BatchNorm statistics, max-pool padding.
 
 The forward pass against torch with imported weights is in test_torchvision_import.py.
 """
@@ -24,7 +24,7 @@ def _count(tree):
 
 def test_resnet50_parameter_count_matches_torchvision_without_fc():
   variables = _abstract_variables(resnet.ResNet50(), (1, 256, 128, 3))
-  assert _count(variables["params"]) == 23_508_032  # hhl.md §3
+  assert _count(variables["params"]) == 23_508_032  # docs/hhl.md §3
   # Running mean + var: one pair per BN channel, i.e. twice the BN scale parameters.
   bn_scales = [leaf for path, leaf in flax.traverse_util.flatten_dict(variables["params"]).items()
                if path[-1] == "scale"]
@@ -32,9 +32,9 @@ def test_resnet50_parameter_count_matches_torchvision_without_fc():
 
 
 @pytest.mark.parametrize("name, last_stride, out_layer, expected", [
-    ("resnet50", 2, "layer4", (2, 8, 4, 2048)),   # hhl.md §3: 8x4 at 256x128
+    ("resnet50", 2, "layer4", (2, 8, 4, 2048)),   # docs/hhl.md §3: 8x4 at 256x128
     ("resnet50", 1, "layer4", (2, 16, 8, 2048)),
-    ("resnet50", 2, "layer3", (2, 16, 8, 1024)),  # arn_triplet_eval.md §1.3 draft E_I
+    ("resnet50", 2, "layer3", (2, 16, 8, 1024)),  # docs/arn_triplet_eval.md §1.3 draft E_I
     ("resnet_small", 2, "layer4", (2, 8, 4, 512)),
     ("resnet_small", 1, "layer4", (2, 16, 8, 512)),
 ])
@@ -95,7 +95,7 @@ def test_train_mode_updates_running_stats_with_momentum_0_9(small_train_step, co
   conv_out = np.asarray(get(state["intermediates"], conv_path)["__call__"][0], np.float64)
   bn_out = np.asarray(get(state["intermediates"], bn_path)["__call__"][0], np.float64)
   batch_mean = conv_out.mean(axis=(0, 1, 2))
-  batch_var = conv_out.var(axis=(0, 1, 2))  # biased, as Flax uses (hhl.md §3 accepts it)
+  batch_var = conv_out.var(axis=(0, 1, 2))  # biased, as Flax uses (docs/hhl.md §3 accepts it)
   old = get(variables["batch_stats"], bn_path)
   new = get(state["batch_stats"], bn_path)
   np.testing.assert_allclose(new["mean"], 0.9 * np.asarray(old["mean"]) + 0.1 * batch_mean,

@@ -1,4 +1,4 @@
-"""StarGAN G/D: shapes and parameter counts (hhl.md §10.2, §10.3), PyTorch parity, weight import."""
+"""StarGAN G/D: shapes and parameter counts (docs/hhl.md §10.2, §10.3), PyTorch parity, weight import."""
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ def test_generator_parameter_count_and_shape(num_cameras, expected):
   x = jax.ShapeDtypeStruct((2, 256, 128, 3), jnp.float32)
   c = jax.ShapeDtypeStruct((2, num_cameras), jnp.float32)
   count, out = _shapes(stargan.Generator(num_cameras), x, c)
-  assert count == expected  # hhl.md §10.2
+  assert count == expected  # docs/hhl.md §10.2
   assert out.shape == (2, 256, 128, 3)
 
 
@@ -33,7 +33,7 @@ def test_generator_parameter_count_and_shape(num_cameras, expected):
 def test_discriminator_parameter_count_and_shapes(num_cameras, image_size, expected, patch):
   x = jax.ShapeDtypeStruct((2, image_size, image_size // 2, 3), jnp.float32)
   count, (src, cls) = _shapes(stargan.Discriminator(num_cameras, image_size), x)
-  assert count == expected  # hhl.md §10.3
+  assert count == expected  # docs/hhl.md §10.3
   assert src.shape == (2,) + patch
   assert cls.shape == (2, num_cameras)
 
@@ -87,7 +87,7 @@ def test_instance_norm_matches_torch_train_mode():
   params = {"scale": jnp.asarray(layer.weight.detach().numpy()),
             "bias": jnp.asarray(layer.bias.detach().numpy())}
   ours = stargan.InstanceNorm().apply({"params": params}, jnp.asarray(x))
-  layer.train()  # the reference never calls .eval(): instance statistics (hhl.md §12 row 21)
+  layer.train()  # the reference never calls .eval(): instance statistics (docs/hhl.md §12 row 21)
   np.testing.assert_allclose(ours, _nhwc(layer(_nchw(x))), rtol=1e-4, atol=1e-5)
 
 
@@ -108,7 +108,7 @@ class _TorchResidual(tnn.Module):
 
 
 class _TorchGenerator(tnn.Module):
-  """hhl.md §10.2 table as an `nn.Sequential` named `main`, as in the reference code."""
+  """docs/hhl.md §10.2 table as an `nn.Sequential` named `main`, as in the reference code."""
 
   def __init__(self, c_dim, conv_dim, repeat_num):
     super().__init__()
@@ -190,7 +190,7 @@ def test_discriminator_matches_torch():
   assert out_src.shape == (2, 4, 2) and out_cls.shape == (2, c_dim)
 
 
-# --- initialisation (hhl.md §10.2: PyTorch defaults) -------------------------------------------------
+# --- initialisation (docs/hhl.md §10.2: PyTorch defaults) -------------------------------------------------
 
 
 @pytest.mark.parametrize("scheme", stargan.INIT_SCHEMES)

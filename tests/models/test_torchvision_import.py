@@ -1,5 +1,5 @@
 """torchvision ResNet-50 import: an independent torch.nn ResNet-50 (torchvision's key names) is the
-reference for the name mapping, the transposes and the forward pass of our trunk (hhl.md §3)."""
+reference for the name mapping, the transposes and the forward pass of our trunk (docs/hhl.md §3)."""
 
 import importlib.util
 from pathlib import Path

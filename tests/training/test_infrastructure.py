@@ -1,4 +1,4 @@
-"""Checkpoints, TensorBoard writer and the workdir contract (design README §5)."""
+"""Checkpoints, TensorBoard writer and the workdir contract (docs/design.md §5)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""SGD groups and schedules against torch.optim.SGD; parameter-path partitioning (hhl.md §6, §9)."""
+"""SGD groups and schedules against torch.optim.SGD; parameter-path partitioning (docs/hhl.md §6, §9)."""
 
 import jax
 import jax.numpy as jnp

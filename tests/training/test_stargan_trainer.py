@@ -1,4 +1,4 @@
-"""StarGAN trainer and camera-style writer (hhl.md §10.4-10.7, design README §4-§5)."""
+"""StarGAN trainer and camera-style writer (docs/hhl.md §10.4-10.7, docs/design.md §4-§5)."""
 
 import json
 import os
@@ -46,7 +46,7 @@ def micro_config(**optim):
 
 
 def test_code_effective_decay_ends_at_0_999_of_base():
-  """hhl.md §10.5: 110 subtractions of 1e-4 / 110,000 after iteration 110k: 9.99e-5 at the end."""
+  """docs/hhl.md §10.5: 110 subtractions of 1e-4 / 110,000 after iteration 110k: 9.99e-5 at the end."""
   s = stargan.Schedule(220_000, 110_000, 808, "code_effective", 1000)
   lr = lambda i: 1e-4 * float(s.lr_factor(i))
   assert lr(0) == lr(110_000) == 1e-4
@@ -58,7 +58,7 @@ def test_code_effective_decay_ends_at_0_999_of_base():
 
 def test_linear_to_zero_and_epoch_lengths_of_the_paper_variant():
   config = stargan_config.get_config("paper")
-  s = stargan.make_schedule(config, 12_936)  # Market: 808 iterations per epoch (hhl.md §10.5)
+  s = stargan.make_schedule(config, 12_936)  # Market: 808 iterations per epoch (docs/hhl.md §10.5)
   assert (s.iters_per_epoch, s.num_iters, s.decay_start) == (808, 161_600, 80_800)
   assert float(s.lr_factor(80_800)) == 1.0
   np.testing.assert_allclose(float(s.lr_factor(121_200)), 0.5)
@@ -103,7 +103,7 @@ def test_d_every_iteration_g_only_when_asked():
   state, metrics = step(state, images, cameras, key, update_g=True)
   assert "G/loss_rec" in metrics
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(state.g_params)))
-  # D loss terms add up as hhl.md §10.4 writes them.
+  # D loss terms add up as docs/hhl.md §10.4 writes them.
   total = (metrics["D/loss_real"] + metrics["D/loss_fake"] + config.loss.lambda_cls * metrics["D/loss_cls"]
            + config.loss.lambda_gp * metrics["D/loss_gp"])
   np.testing.assert_allclose(float(metrics["D/loss"]), float(total), rtol=1e-5)

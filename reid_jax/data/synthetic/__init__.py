@@ -1,4 +1,4 @@
-"""The synthetic re-ID world (design README §6): `write_dataset` renders synth_market, synth_duke
+"""The synthetic re-ID world (docs/design.md §6): `write_dataset` renders synth_market, synth_duke
 or synth_msmt into the extracted-archive layout of its real twin.
 
 Modules: `world` (frozen domain, camera and identity parameters), `render` (the numpy renderer),

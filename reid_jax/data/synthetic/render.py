@@ -1,4 +1,4 @@
-"""Numpy renderer of pedestrian-like crops (design README §6.1, §6.2).
+"""Numpy renderer of pedestrian-like crops (docs/design.md §6.1, §6.2).
 
 A crop is painted in three stages:
 
@@ -23,7 +23,7 @@ from reid_jax.data.synthetic import world
 
 @dataclasses.dataclass(frozen=True)
 class View:
-  """How one image shows its person (README §6.1). Lengths in units of the crop height."""
+  """How one image shows its person (docs/design.md §6.1). Lengths in units of the crop height."""
   view: str  # 'front' | 'back' | 'side'
   facing: int  # side view: 1 walks to the right, -1 to the left
   offset_x: float  # bounding-box misalignment
@@ -71,7 +71,7 @@ def sample_view(camera: world.Camera, track: Track, light: tuple, rng: np.random
   offset_x = track.offset_x + rng.normal(0.0, 0.025)
   offset_y = track.offset_y + rng.normal(0.0, 0.015)
   scale = track.scale * float(np.exp(rng.normal(0.0, 0.03)))
-  if junk:  # a poor detection: the box covers the person too little (arn_triplet_eval.md §4.1)
+  if junk:  # a poor detection: the box covers the person too little (docs/arn_triplet_eval.md §4.1)
     kind = rng.integers(3)
     if kind == 0:
       offset_x = float(rng.choice((-1, 1)) * rng.uniform(0.22, 0.40))
@@ -95,7 +95,7 @@ def sample_view(camera: world.Camera, track: Track, light: tuple, rng: np.random
 
 def crop_size(domain: world.Domain, camera: world.Camera, track: Track,
               rng: np.random.Generator) -> tuple[int, int]:
-  """(height, width) of one crop: Market's fixed 128x64, or a variable size (README §6.3)."""
+  """(height, width) of one crop: Market's fixed 128x64, or a variable size (docs/design.md §6.3)."""
   if domain.crop is not None:
     return domain.crop
   median, log_sd, lo, hi = domain.crop_height
@@ -356,7 +356,7 @@ def _gaussian_blur(image, sigma):
 
 
 def apply_camera(image, camera: world.Camera, light: tuple, domain: world.Domain, rng):
-  """The camera pipeline on a float `[H, W, 3]` scene in [0, 1] (README §6.2) -> uint8."""
+  """The camera pipeline on a float `[H, W, 3]` scene in [0, 1] (docs/design.md §6.2) -> uint8."""
   h = image.shape[0]
   brightness, light_temperature, light_contrast = light
   temperature = light_temperature + camera.temperature

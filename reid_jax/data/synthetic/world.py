@@ -1,14 +1,14 @@
-"""The frozen parameters of the synthetic world: domains, cameras, identities (design README §6).
+"""The frozen parameters of the synthetic world: domains, cameras, identities (docs/design.md §6).
 
-Everything here is fixed from the descriptions of README §6 and the real datasets
-(arn_triplet_eval.md §4) and then left alone: no parameter is chosen by how a method scores.
+Everything here is fixed from the descriptions of docs/design.md §6 and the real datasets
+(docs/arn_triplet_eval.md §4) and then left alone: no parameter is chosen by how a method scores.
 
-- A `Domain` holds what differs between synth_market, synth_duke and synth_msmt (README §6.3):
+- A `Domain` holds what differs between synth_market, synth_duke and synth_msmt (docs/design.md §6.3):
   camera count, crop sizes, season (clothing palettes, shorts, coats), hair and skin tones,
   background families, illumination.
-- `cameras(domain)` gives each camera its own rendering style (README §6.2). Camera styles depend
+- `cameras(domain)` gives each camera its own rendering style (docs/design.md §6.2). Camera styles depend
   on the dataset only, not on the seed: the cameras are part of the world, the people are drawn.
-- `person(domain, rng)` draws one identity's fixed attributes (README §6.1).
+- `person(domain, rng)` draws one identity's fixed attributes (docs/design.md §6.1).
 
 Colours are RGB floats in [0, 1], linear-ish "scene" values before the camera pipeline.
 """
@@ -42,7 +42,7 @@ HAIR_TONES = {
 
 VIEWS = ("front", "back", "side")
 PATTERNS = ("plain", "stripes", "logo")
-TIMES_OF_DAY = ("morning", "noon", "afternoon")  # MSMT17 file names (arn_triplet_eval.md §4.3)
+TIMES_OF_DAY = ("morning", "noon", "afternoon")  # MSMT17 file names (docs/arn_triplet_eval.md §4.3)
 MSMT_DATES = ("0113", "0114", "0302", "0303")  # MSMT17 capture dates: two winter, two spring days
 
 
@@ -57,7 +57,7 @@ class Season:
   patterns: tuple  # probabilities of plain, stripes, logo
 
 
-SUMMER = Season(  # Market-1501: Tsinghua campus in summer (README §6.3)
+SUMMER = Season(  # Market-1501: Tsinghua campus in summer (docs/design.md §6.3)
     upper={"white": 4, "light_blue": 2, "sky": 1, "yellow": 1, "pink": 1.5, "red": 1.5,
            "light_green": 1, "light_grey": 1.5, "orange": 1, "black": 2, "navy": 1, "cream": 1,
            "purple": 0.5, "green": 0.5},
@@ -65,7 +65,7 @@ SUMMER = Season(  # Market-1501: Tsinghua campus in summer (README §6.3)
            "grey": 1.5, "navy": 1},
     shorts=0.40, short_sleeves=0.80, coat=0.0, patterns=(0.55, 0.25, 0.20))
 
-WINTER = Season(  # DukeMTMC: Duke campus in winter (README §6.3)
+WINTER = Season(  # DukeMTMC: Duke campus in winter (docs/design.md §6.3)
     upper={"black": 5, "navy": 3, "dark_grey": 3, "grey": 1.5, "dark_brown": 1.5, "camel": 1,
            "dark_green": 1.5, "burgundy": 1.5, "olive": 1, "red": 0.6, "white": 0.6, "blue": 0.8,
            "purple": 0.4},
@@ -89,7 +89,7 @@ SPRING = Season(  # MSMT17 March days: light jackets and sweaters
 
 @dataclasses.dataclass(frozen=True)
 class Domain:
-  """What one synthetic dataset's world looks like (README §6.3)."""
+  """What one synthetic dataset's world looks like (docs/design.md §6.3)."""
   name: str
   layout: str
   num_cameras: int
@@ -135,7 +135,7 @@ MSMT = Domain(
     backpack=0.55, handbag=0.15, hat=0.10,
     backgrounds=("campus", "lawn", "road", "campus", "lawn", "road", "campus", "lawn", "road",
                  "campus", "lawn", "road", "indoor", "indoor", "indoor"),
-    indoor_cameras=(13, 14, 15),  # 12 outdoor + 3 indoor (arn_triplet_eval.md §4.3)
+    indoor_cameras=(13, 14, 15),  # 12 outdoor + 3 indoor (docs/arn_triplet_eval.md §4.3)
     illumination=(1.0, 0.0), occlusion=0.18)
 
 DOMAINS = {d.name: d for d in (MARKET, DUKE, MSMT)}
@@ -165,7 +165,7 @@ INDOOR_LIGHT = (0.92, -0.15, 0.95)  # fluorescent: cool, flat, independent of th
 
 @dataclasses.dataclass(frozen=True)
 class Camera:
-  """One camera's rendering style (README §6.2)."""
+  """One camera's rendering style (docs/design.md §6.2)."""
   index: int  # 1-based, as in the file names
   temperature: float  # white balance error, -1 (blue) .. 1 (orange)
   tint: float  # green-magenta error, -1 .. 1
@@ -247,7 +247,7 @@ def cameras(domain: Domain) -> tuple[Camera, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Person:
-  """One identity's fixed attributes (README §6.1). Sizes in units of the person's height."""
+  """One identity's fixed attributes (docs/design.md §6.1). Sizes in units of the person's height."""
   upper: tuple  # RGB
   upper_secondary: tuple  # stripes / logo colour
   pattern: str

@@ -1,7 +1,7 @@
-"""Split plans, file names and the extracted-archive layouts of the real twins (README §6.4, §6.5).
+"""Split plans, file names and the extracted-archive layouts of the real twins (docs/design.md §6.4, §6.5).
 
 `plan(dataset, size, seed)` decides every image without rendering it: split, identity, camera,
-frame and relative path, following the real dataset's protocol (arn_triplet_eval.md §4):
+frame and relative path, following the real dataset's protocol (docs/arn_triplet_eval.md §4):
 
 - train and test identities are disjoint; every identity is seen by at least two cameras;
 - query: one image per camera per test identity; the other images of that identity in that
@@ -59,7 +59,7 @@ class SplitPlan:
   val_images: int = 0  # MSMT: list_val, taken from the training images
 
 
-# The real counts (arn_triplet_eval.md §4.4).
+# The real counts (docs/arn_triplet_eval.md §4.4).
 _FULL = {
     "market": SplitPlan(train_ids=751, train_images=12936, test_ids=750, query_images=3368,
                         gallery_regular=19732 - 3819 - 2798, junk_images=3819,
@@ -153,7 +153,7 @@ def _cameras_for(rng, n_ids: int, total: int, num_cameras: int) -> list[np.ndarr
 
 
 class _Namer:
-  """File names of one layout (arn_triplet_eval.md §4.1-§4.3), unique within the dataset."""
+  """File names of one layout (docs/arn_triplet_eval.md §4.1-§4.3), unique within the dataset."""
 
   def __init__(self, layout: str, rng):
     self.layout, self.rng, self.used = layout, rng, set()
@@ -196,7 +196,7 @@ class _Namer:
 
 
 def plan(dataset: str, size: str = "tiny", seed: int = 0) -> list[Item]:
-  """Every image of the dataset, in writing order (README §6.4). Pure function of its inputs."""
+  """Every image of the dataset, in writing order (docs/design.md §6.4). Pure function of its inputs."""
   domain = _domain(dataset)
   sp = split_plan(dataset, size)
   rng = np.random.default_rng([seed, _code(dataset), 0])
@@ -307,7 +307,7 @@ def plan(dataset: str, size: str = "tiny", seed: int = 0) -> list[Item]:
 
 
 def planned_counts(items: list[Item], layout: str) -> dict:
-  """{split: {'ids', 'images'}} as arn_triplet_eval.md §4.4 counts them (MSMT train = list_train
+  """{split: {'ids', 'images'}} as docs/arn_triplet_eval.md §4.4 counts them (MSMT train = list_train
   + list_val; Market gallery ids include -1 and 0), plus MSMT's list_train / list_val."""
   groups = {"train": [], "query": [], "gallery": []}
   for item in items:
@@ -566,7 +566,7 @@ def _repair(dataset: str, out_dir: Path, size: str, seed: int, progress: bool,
 
 def write_dataset(dataset: str, out_dir, size: str = "tiny", seed: int = 0,
                   progress: bool = False, workers: int = 1, verify: bool = True) -> list[str]:
-  """Write the synthetic dataset's extracted-archive tree under out_dir (README §6).
+  """Write the synthetic dataset's extracted-archive tree under out_dir (docs/design.md §6).
 
   When out_dir already holds the same tree (SYNTHETIC.json with the same dataset, size, seed and
   generator version), checks it (`verify`: every planned file present and a valid JPEG, nothing
