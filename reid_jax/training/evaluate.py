@@ -1,9 +1,10 @@
-"""Evaluate a re-ID model on a dataset's query/gallery (hhl.md §8), and restore one from a workdir.
+"""Evaluate a re-ID model on a query/gallery (docs/hhl.md §8); restore a model from a workdir.
 
   entry, ranking = evaluate_dataset(model, variables, "synth_market", data_dir, config)
 
-`entry` is the results.json record of design README §5; `ranking` holds what the rank-list
-figures need.
+`entry` is the results.json record of docs/design.md §5; `ranking` holds what the rank-list
+figures need (`write_rank_list`). `evaluate_workdir` is `experiments.evaluate`: checkpoint,
+scores, results.json entry and figure.
 """
 
 from pathlib import Path
@@ -43,8 +44,8 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
 
   Returns:
     (entry, extras): entry = the results.json record `{rank1, rank5, rank10, rank20, mAP, ap,
-    distance, rerank, n_query, n_gallery}`; extras = `{'query', 'gallery'}` sources and the
-    descriptors `qf`, `gf` (for figures).
+    distance, rerank, n_query, n_gallery}`; extras = `{'query', 'gallery'}` sources, the
+    descriptors `qf`, `gf` and, with re-ranking, the re-ranked `distmat` `[Nq, Ng]` (for figures).
   """
   data_config, eval_config = config["data"], config["eval"]
   rerank = bool(eval_config["rerank"]) if rerank is None else rerank
@@ -58,17 +59,93 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
     out[split] = source
     out[split[0] + "f"] = features_lib.extract(descriptor, variables, batches,
                                                flip=bool(eval_config["flip"]))
-  entry = _entry(out["qf"], out["gf"], out["query"].labels, out["gallery"].labels,
-                 metric=eval_config["distance"], ap=eval_config["ap"], rerank=rerank)
+  if rerank:
+    entry, out["distmat"] = _reranked_entry(out["qf"], out["gf"], out["query"].labels,
+                                            out["gallery"].labels, ap=eval_config["ap"])
+  else:
+    entry = _entry(out["qf"], out["gf"], out["query"].labels, out["gallery"].labels,
+                   metric=eval_config["distance"], ap=eval_config["ap"], rerank=False)
   return entry, out
 
 
 def _entry(qf, gf, q, g, **options) -> dict:
   """The results.json record of query/gallery descriptors with labels `q`, `g`."""
   scores = ranking.evaluate(qf, gf, q["pid"], g["pid"], q["camid"], g["camid"], **options)
+  return _record(scores)
+
+
+def _record(scores) -> dict:
   return workdir_lib.eval_entry(scores, ap=scores["ap"], distance=scores["distance"],
                                 rerank=scores["rerank"], n_query=scores["n_query"],
                                 n_gallery=scores["n_gallery"])
+
+
+def _reranked_entry(qf, gf, q, g, ap: str):
+  """(record, re-ranked distances `[Nq, Ng]`): `ranking.evaluate(..., rerank=True)`'s scores, with
+  the matrix kept so that the figure shows the same ranking without re-ranking twice."""
+  from reid_jax.evaluation import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
+  for name, features in (("query", qf), ("gallery", gf)):
+    if not np.isfinite(np.asarray(features)).all():
+      raise ReidError(f"{name} features contain NaN or inf: the model diverged or the checkpoint "
+                      "is corrupt; evaluate a finite checkpoint")
+  distmat = np.asarray(rerank_lib.re_ranking_features(qf, gf))
+  result = ranking.rank_metrics(distmat, q["pid"], g["pid"], q["camid"], g["camid"], ap=ap)
+  # Re-ranking starts from Euclidean distances whatever eval.distance says (as ranking.evaluate).
+  scores = ranking.summarize(result, ap, "euclidean", True, distmat.shape[1])
+  return _record(scores), distmat
+
+
+def write_rank_list(workdir, dataset: str, extras, config, *, rerank: bool = False,
+                    step: int | None = None) -> Path:
+  """The rank-list figure of `dataset` as `<workdir>/figures/rank_list_<dataset>[+rerank].png`.
+
+  Rows: `eval.figure_queries` queries of distinct identities (`figures.select_queries`), each
+  followed by its top `eval.figure_topk` valid gallery images under the distances that were
+  scored (the re-ranked ones in `extras['distmat']` with `rerank`). The title names the dataset,
+  the workdir (`<experiment>/<name>`), the distance and whether re-ranking was on.
+  """
+  from reid_jax.evaluation import distances  # pylint: disable=g-import-not-at-top
+  from reid_jax.evaluation import figures  # pylint: disable=g-import-not-at-top
+  eval_config = config["eval"]
+  query, gallery = extras["query"], extras["gallery"]
+  q, g = query.labels, gallery.labels
+  shown = figures.select_queries(q["pid"], int(eval_config["figure_queries"]), q["camid"],
+                                 g["pid"], g["camid"])
+  if rerank:
+    distmat, distance = np.asarray(extras["distmat"])[shown], "euclidean"
+  else:
+    distance = eval_config["distance"]
+    distmat = np.asarray(distances.compute_distance_matrix(
+        np.asarray(extras["qf"])[shown], extras["gf"], distance))
+  workdir = Path(workdir)
+  title = figures.rank_list_title(dataset, f"{workdir.parent.name}/{workdir.name}", distance,
+                                  rerank, step)
+  name = f"rank_list_{dataset}{'+rerank' if rerank else ''}.png"
+  path = workdir / workdir_lib.FIGURES_DIR / name
+  figures.save_rank_lists(
+      path, lambda i: query[int(shown[i])]["image"], lambda i: gallery[int(i)]["image"], distmat,
+      np.asarray(q["pid"])[shown], g["pid"], np.asarray(q["camid"])[shown], g["camid"],
+      topk=int(eval_config["figure_topk"]), title=title)
+  return path
+
+
+def evaluate_workdir(workdir, dataset: str, data_dir, *, rerank: bool = False,
+                     config: dict | None = None) -> dict:
+  """What `experiments.evaluate` does: the latest checkpoint of `workdir` evaluated on `dataset`
+  with the settings of its config.json, `eval[<dataset>[+rerank]]` set in results.json (other
+  entries kept; the file is written from config.json when training never wrote one) and the
+  rank list written to `figures/rank_list_<dataset>[+rerank].png`.
+
+  Returns {'key', 'entry', 'step', 'figure', 'results'}.
+  """
+  config = workdir_lib.load_config(workdir) if config is None else config
+  variables, step = restore_variables(workdir)
+  model = build_reid_net(config["model"], num_classes_of(variables["params"]))
+  entry, extras = evaluate_dataset(model, variables, dataset, data_dir, config, rerank=rerank)
+  key = f"{dataset}+rerank" if rerank else dataset
+  figure = write_rank_list(workdir, dataset, extras, config, rerank=rerank, step=step)
+  results = workdir_lib.record_eval(workdir, config, key, entry, step)
+  return {"key": key, "entry": entry, "step": step, "figure": figure, "results": results}
 
 
 def evaluate_handcrafted(dataset: str, data_dir, config) -> dict:
@@ -105,7 +182,7 @@ def num_classes_of(params) -> int:
 
 
 def format_table(rows: dict[str, dict]) -> str:
-  """A people's table: dataset, rank-1/5/10/20 and mAP in % with one decimal (design README §5)."""
+  """A people's table: dataset, rank-1/5/10/20 and mAP in %, one decimal (docs/design.md §5)."""
   header = f"{'dataset':<16}{'rank-1':>8}{'rank-5':>8}{'rank-10':>9}{'rank-20':>9}{'mAP':>8}"
   lines = [header, "-" * len(header)]
   for name, entry in rows.items():

@@ -12,7 +12,9 @@ draws from `default_rng([seed, iteration, k])`, the permutation and GP mixing we
 
 Workdir (design README §5): `config.json`, `checkpoints/` (orbax: both networks and both Adam states),
 `tb/` (losses and lr every `log_every` iterations, sample grids), `figures/stargan_samples_<it>.png`
-(rows: real images; columns: the real image, then its fake in camera 1..C).
+(rows: real images, named by their camera; columns: the real image, then its fake in camera 1..C,
+named "real", "to c1", ...; tiles upscaled to at least 128 px high), `results.json` (the run's
+iterations, time and final losses; the camera-style set it wrote, see `write_results`).
 
 Generation (hhl.md §10.7): every training image, sorted by file name, resized to the training size,
 through G once per camera j = 1..C (its own camera included), (y + 1) / 2 clamped to [0, 1], to uint8,
@@ -314,6 +316,9 @@ class TrainingImages:
 
 # --- sample grid --------------------------------------------------------------------------------------
 
+SAMPLE_TILE_HEIGHT = 128  # sample tiles are upscaled (integer factor, nearest) to at least this
+SAMPLE_LABEL_SIZE = 14  # font pixel size of the row and column names
+
 
 def sample_grid(real: np.ndarray, fakes: np.ndarray, gap: int = 2) -> np.ndarray:
   """uint8 grid: row r = [real r, fake of r in camera 1, ..., camera C].
@@ -328,6 +333,109 @@ def sample_grid(real: np.ndarray, fakes: np.ndarray, gap: int = 2) -> np.ndarray
     for r in range(rows):
       grid[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tiles[c, r]
   return grid
+
+
+def sample_scale(height: int, tile_height: int = SAMPLE_TILE_HEIGHT) -> int:
+  """The integer upscaling factor that brings `height`-pixel tiles to at least `tile_height`."""
+  return max(1, -(-int(tile_height) // int(height)))
+
+
+def labelled_sample_grid(real: np.ndarray, fakes: np.ndarray, real_cameras,
+                         tile_height: int = SAMPLE_TILE_HEIGHT, gap: int = 2) -> np.ndarray:
+  """The sample figure: `sample_grid` with tiles upscaled by `sample_scale` (nearest, so pixels
+  stay exact), a header naming the columns ("real", then "to c1".."to cC": the camera each fake
+  was translated to) and a left column naming each real image's own camera ("from c3").
+
+  real_cameras `[R]`: 0-based cameras of the real rows. Returns uint8 `[H', W', 3]`.
+  """
+  from reid_jax.evaluation import figures  # pylint: disable=g-import-not-at-top
+  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
+  num_cameras, h, w = fakes.shape[0], real.shape[1], real.shape[2]
+  scale = sample_scale(h, tile_height)
+  upscale = lambda x: np.repeat(np.repeat(np.asarray(x), scale, axis=-3), scale, axis=-2)
+  grid = sample_grid(upscale(real), upscale(fakes), gap=gap)
+  tile_h, tile_w = h * scale, w * scale
+  step_h, step_w = tile_h + gap, tile_w + gap
+  font = figures.font(SAMPLE_LABEL_SIZE)
+  row_labels = [f"from {figures.camera_name(c)}" for c in np.asarray(real_cameras)]
+  column_labels = ["real"] + [f"to {figures.camera_name(c)}" for c in range(num_cameras)]
+  probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  left = int(max(probe.textlength(t, font=font) for t in row_labels)) + 12
+  top = SAMPLE_LABEL_SIZE + 12
+  canvas = Image.new("RGB", (left + grid.shape[1], top + grid.shape[0]), (255, 255, 255))
+  canvas.paste(Image.fromarray(grid), (left, top))
+  draw = ImageDraw.Draw(canvas)
+  black = (0, 0, 0)
+  for c, text in enumerate(column_labels):
+    draw.text((left + c * step_w + tile_w / 2, top / 2), text, fill=black, font=font, anchor="mm")
+  for r, text in enumerate(row_labels):
+    draw.text((left / 2, top + r * step_h + tile_h / 2), text, fill=black, font=font, anchor="mm")
+  return np.asarray(canvas)
+
+
+# --- results.json ---------------------------------------------------------------------------------
+
+LOSS_WINDOW = 10  # results.json: the mean of each loss over its last LOSS_WINDOW logged values
+
+
+def loss_summary(workdir, last_n: int = LOSS_WINDOW) -> dict:
+  """Each logged loss of `<workdir>/tb` (the lr/* scalars left out):
+  `{name: {final, final_iteration, mean_last, last_n}}`, `last_n` = how many logged values the
+  mean covers (fewer than asked when fewer were logged). Empty without TensorBoard files."""
+  from reid_jax.training import metrics as metrics_lib
+  from reid_jax.training import workdir as workdir_lib
+  logdir = Path(workdir) / workdir_lib.TB_DIR
+  if not logdir.is_dir():
+    return {}
+  series: dict[str, dict[int, float]] = {}
+  for (step, tag), value in metrics_lib.read_scalars(logdir).items():
+    if not tag.startswith("lr/"):
+      series.setdefault(tag, {})[int(step)] = float(value)  # a resumed run's rewrite wins
+  summary = {}
+  for tag in sorted(series):
+    steps = sorted(series[tag])
+    window = [series[tag][s] for s in steps[-max(int(last_n), 1):]]
+    summary[tag] = {"final": series[tag][steps[-1]], "final_iteration": steps[-1],
+                    "mean_last": float(np.mean(window)), "last_n": len(window)}
+  return summary
+
+
+def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
+                  manifest: dict | None = None, camstyle_dir=None,
+                  generator: str | None = None) -> dict:
+  """Writes (merges into) `<workdir>/results.json`; returns it.
+
+  Always: experiment, variant, dataset, config name and sha256, devices, versions. With the
+  training `summary` of `train`: iterations, num_iters, train_seconds, num_images, num_cameras and
+  `losses` (`loss_summary`, unless the summary carries them). With the camera-style `manifest`:
+  `camstyle` = {dir, num_files, num_images, num_cameras, generator_iteration, generator}. What
+  this call does not give is kept from the file (so `--generate_only` updates only the set), unless
+  the file was written under another config (config_sha256), whose results it drops.
+  """
+  from reid_jax.training import workdir as workdir_lib
+  update = {"experiment": "stargan", "variant": config.get("variant"), "dataset": dataset,
+            "config": config.get("config_name", ""),
+            "config_sha256": workdir_lib.config_sha256(config)}
+  if summary is not None:
+    losses = summary.get("losses")
+    update.update(
+        iterations=int(summary["steps"]), num_iters=int(summary["num_iters"]),
+        train_seconds=float(summary["train_seconds"]), num_images=int(summary["num_images"]),
+        num_cameras=int(summary["num_cameras"]),
+        losses=loss_summary(workdir) if losses is None else losses)
+  update.update(devices=workdir_lib.device_names(), versions=workdir_lib.versions())
+  if manifest is not None:
+    folder = camstyle_dir if camstyle_dir is not None else paths.camstyle_dir(
+        paths.default_data_dir(), dataset)
+    step = int(manifest["checkpoint_step"])
+    update["camstyle"] = {
+        "dir": str(folder), "num_files": int(manifest["num_files"]),
+        "num_images": int(manifest["num_images"]), "num_cameras": int(manifest["num_cameras"]),
+        "generator_iteration": step,
+        "generator": generator or ("workdir checkpoint" if step >= 0 else "imported"),
+    }
+  return workdir_lib.merge_results(workdir, update, merge_keys=(),
+                                   same_run_keys=("config_sha256",))
 
 
 # --- training loop --------------------------------------------------------------------------------
@@ -346,6 +454,18 @@ def _restore(workdir, config, num_cameras):
 
 def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None,
           show_progress: bool = True) -> dict:
+  """Trains (or resumes) StarGAN on `dataset`'s training images (`_train`), then merges the run
+  into `<workdir>/results.json` (`write_results`); returns the summary dict, whose `losses` are
+  `loss_summary(workdir)`."""
+  summary = _train(config, workdir, dataset, data_dir, stop_at=stop_at,
+                   show_progress=show_progress)
+  summary["losses"] = loss_summary(workdir)
+  write_results(workdir, config, dataset, summary=summary)
+  return summary
+
+
+def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None,
+           show_progress: bool = True) -> dict:
   """Trains (or resumes) StarGAN on `dataset`'s training images; returns a summary dict.
 
   Checkpoints every `config.checkpoint_every` iterations and at the end; a rerun on a finished
@@ -381,12 +501,13 @@ def train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = None
     train_step = make_train_step(config, num_cameras, schedule)
     translate = make_translate(config, num_cameras)
     key = jax.random.PRNGKey(config.seed)
-    sample_real = data.test_images(data.sample_indices(config.num_sample_images))
+    sample_rows = data.sample_indices(config.num_sample_images)
+    sample_real = data.test_images(sample_rows)
     n_critic = config.optim.n_critic
 
     def save_samples(iteration):
       fakes = np.asarray(translate(state.g_params, sample_real))
-      grid = sample_grid(sample_real, fakes)
+      grid = labelled_sample_grid(sample_real, fakes, data.cameras[sample_rows])
       Image.fromarray(grid).save(figures / f"stargan_samples_{iteration:07d}.png")
       writer.images(iteration, {"stargan/samples": grid})
 
