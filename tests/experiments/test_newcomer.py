@@ -6,6 +6,7 @@ training, mixed real/synthetic pairs, one line instead of a traceback (also on C
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,20 @@ def test_a_missing_real_dataset_of_a_mixed_pair_is_said_first(tmp_path, src, tgt
   assert "dataset market not found" in line and "batch_size" not in line
   assert not paths.raw_dir(tmp_path / "data", "synth_duke").exists()  # nothing long ran first
   assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_a_corrupt_target_image_is_found_before_training(data_dir, tmp_path):
+  private = _synth_data_dir(data_dir, tmp_path, "synth_duke")
+  target = paths.raw_dir(private, "synth_market")
+  shutil.copytree(paths.raw_dir(data_dir, "synth_market"), target)
+  victim = sorted((target / "query").glob("*.jpg"))[3]
+  victim.write_bytes(victim.read_bytes()[:150])  # truncated, as by an interrupted copy
+  workdir = tmp_path / "w"
+  result = _run("experiments.baseline", "--src=synth_duke", "--tgt=synth_market",
+                f"--data_dir={private}", f"--workdir={workdir}", *QUICK, "--config.num_epochs=1")
+  line = _fails_in_one_line(result)
+  assert "corrupt image" in line and victim.name in line and "data_prep.synthetic" in line
+  assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()
 
 
 def test_stargan_refuses_a_camstyle_folder_of_another_generator_before_training(
