@@ -1,4 +1,4 @@
-r"""Evaluate a trained workdir's checkpoint on a dataset's query/gallery (hhl.md §8).
+r"""Evaluate a trained workdir's checkpoint on a dataset's query/gallery (docs/hhl.md §8).
 
   python -m experiments.evaluate --workdir=workdirs/baseline/synth_duke_to_synth_market_tiny \
       --dataset=synth_market [--rerank]
@@ -29,7 +29,7 @@ flags.DEFINE_string("workdir", None, "a training workdir (holds config.json and 
 flags.DEFINE_string("dataset", None, "dataset whose query/gallery to evaluate on; --help lists "
                     "the names", required=True)
 flags.DEFINE_string("data_dir", None, "data root (default $REID_JAX_DATA or ~/reid_jax_data)")
-flags.DEFINE_bool("rerank", False, "k-reciprocal re-ranking (hhl.md §8: off for every paper number)")
+flags.DEFINE_bool("rerank", False, "k-reciprocal re-ranking (docs/hhl.md §8: off for every paper number)")
 
 
 def main(overrides):

@@ -6,7 +6,7 @@ r"""StarGAN camera-style transfer for HHL: train on --dataset's training cameras
   python -m experiments.stargan --dataset=market --generate_only --torch_generator=220000-G.ckpt
 
 Writes `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg` for every training image and camera
-j = 1..C (hhl.md §10.7), then MANIFEST.json. Default config: `stargan.py:reference_code` for real
+j = 1..C (docs/hhl.md §10.7), then MANIFEST.json. Default config: `stargan.py:reference_code` for real
 datasets, `stargan.py:tiny` for synthetic ones. Rerunning resumes training from the last checkpoint
 and skips the fakes already written.
 """

@@ -97,20 +97,9 @@ def train(config, workdir, data_dir, src: str):
 
 
 def write_figures(workdir, dataset: str, extras, config) -> Path:
-  """Rank lists (query, then its top-k valid gallery images) of the first queries of `dataset`,
-  as `<workdir>/figures/rank_list_<dataset>.png`."""
-  from reid_jax.evaluation import distances  # pylint: disable=g-import-not-at-top
-  from reid_jax.evaluation import figures  # pylint: disable=g-import-not-at-top
-  query, gallery = extras["query"], extras["gallery"]
-  shown = min(int(config["eval"]["figure_queries"]), len(query))
-  distmat = np.asarray(distances.compute_distance_matrix(
-      extras["qf"][:shown], extras["gf"], config["eval"]["distance"]))
-  path = Path(workdir) / workdir_lib.FIGURES_DIR / f"rank_list_{dataset}.png"
-  figures.save_rank_lists(
-      path, lambda i: query[int(i)]["image"], lambda i: gallery[int(i)]["image"], distmat,
-      query.labels["pid"][:shown], gallery.labels["pid"], query.labels["camid"][:shown],
-      gallery.labels["camid"], topk=int(config["eval"]["figure_topk"]))
-  return path
+  """The rank-list figure of `dataset` (`evaluate.write_rank_list`: distinct query identities,
+  title, legend, id and camera under each tile)."""
+  return evaluate_lib.write_rank_list(workdir, dataset, extras, config)
 
 
 def train_and_evaluate(config, workdir, data_dir, src: str, tgt: str, config_name: str) -> dict:

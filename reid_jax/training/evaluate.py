@@ -58,7 +58,8 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
                                     num_threads=int(data_config["num_workers"]))
     out[split] = source
     out[split[0] + "f"] = features_lib.extract(descriptor, variables, batches,
-                                               flip=bool(eval_config["flip"]))
+                                               flip=bool(eval_config["flip"]),
+                                               total=len(source), desc=f"{dataset} {split}")
   if rerank:
     entry, out["distmat"] = _reranked_entry(out["qf"], out["gf"], out["query"].labels,
                                             out["gallery"].labels, ap=eval_config["ap"])

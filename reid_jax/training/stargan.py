@@ -1,22 +1,22 @@
-"""The StarGAN trainer and camera-style writer of HHL (hhl.md §10).
+"""The StarGAN trainer and camera-style writer of HHL (docs/hhl.md §10).
 
   summary = stargan.train(config, workdir, dataset, data_dir)        # resumes from <workdir>
   manifest = stargan.write_camstyle_set(config, workdir, dataset, data_dir)
 
-Training (hhl.md §10.4-10.6): on the target's training images with their camera labels, D is
+Training (docs/hhl.md §10.4-10.6): on the target's training images with their camera labels, D is
 updated every iteration and G every `n_critic`-th, both with Adam(beta1, beta2); the target cameras
 are the batch's own camera labels randomly permuted. Everything random is a function of
 (seed, iteration): the batch is `epoch_permutation(seed, epoch)[position]`, each image's augmentation
 draws from `default_rng([seed, iteration, k])`, the permutation and GP mixing weights from
 `fold_in(PRNGKey(seed), iteration)`, so a resumed run ends bit-identical to an uninterrupted one.
 
-Workdir (design README §5): `config.json`, `checkpoints/` (orbax: both networks and both Adam states),
+Workdir (docs/design.md §5): `config.json`, `checkpoints/` (orbax: both networks and both Adam states),
 `tb/` (losses and lr every `log_every` iterations, sample grids), `figures/stargan_samples_<it>.png`
 (rows: real images, named by their camera; columns: the real image, then its fake in camera 1..C,
 named "real", "to c1", ...; tiles upscaled to at least 128 px high), `results.json` (the run's
 iterations, time and final losses; the camera-style set it wrote, see `write_results`).
 
-Generation (hhl.md §10.7): every training image, sorted by file name, resized to the training size,
+Generation (docs/hhl.md §10.7): every training image, sorted by file name, resized to the training size,
 through G once per camera j = 1..C (its own camera included), (y + 1) / 2 clamped to [0, 1], to uint8,
 saved as JPEG quality 75 under `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg`. Each file is
 written to a temporary name and renamed, so no truncated JPEG is ever visible; a rerun skips files
@@ -67,7 +67,7 @@ class StarGANState:
 
 
 def image_shape(config) -> tuple[int, int]:
-  """(H, W) of training and generation: image_size x image_size / 2 (hhl.md §10.1)."""
+  """(H, W) of training and generation: image_size x image_size / 2 (docs/hhl.md §10.1)."""
   return config.model.image_size, config.model.image_size // 2
 
 
@@ -85,7 +85,7 @@ def build_models(config, num_cameras: int):
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-  """Length and lr schedule in iterations (hhl.md §10.5)."""
+  """Length and lr schedule in iterations (docs/hhl.md §10.5)."""
 
   num_iters: int
   decay_start: int
@@ -145,7 +145,7 @@ def init_state(config, num_cameras: int, seed: int | None = None) -> StarGANStat
 
 
 def target_cameras(key, cameras_org):
-  """hhl.md §10.4: the batch's own camera labels randomly permuted (may equal the source camera)."""
+  """docs/hhl.md §10.4: the batch's own camera labels randomly permuted (may equal the source camera)."""
   return jax.random.permutation(key, cameras_org)
 
 
@@ -161,7 +161,7 @@ def make_train_step(config, num_cameras: int, schedule: Schedule):
   """`train_step(state, images, cameras, key, update_g) -> (state, metrics)`, jitted.
 
   images `[B, H, W, 3]` in [-1, 1], cameras int32 `[B]` (0-based), key: the run's base key. D is
-  updated; with `update_g` (static) G is then updated against the new D (hhl.md §10.4).
+  updated; with `update_g` (static) G is then updated against the new D (docs/hhl.md §10.4).
   """
   key = _cache_key("train_step", config, num_cameras, schedule)
   if key not in _COMPILED:
@@ -181,7 +181,7 @@ def _make_train_step(config, num_cameras: int, schedule: Schedule):
   def train_step(state, images, cameras_org, key, update_g):
     iteration = state.step
     perm_key, alpha_key = jax.random.split(jax.random.fold_in(key, iteration))
-    # hhl.md §10.4: target cameras = the batch's own labels randomly permuted.
+    # docs/hhl.md §10.4: target cameras = the batch's own labels randomly permuted.
     cameras_trg = target_cameras(perm_key, cameras_org)
     onehot_org = jax.nn.one_hot(cameras_org, num_cameras)
     onehot_trg = jax.nn.one_hot(cameras_trg, num_cameras)
@@ -240,7 +240,7 @@ def make_translate(config, num_cameras: int):
 
 
 def to_uint8(images, quantize: str = "truncate") -> np.ndarray:
-  """[-1, 1] float -> uint8 via (y + 1) / 2 clamped to [0, 1], x 255 (hhl.md §10.7)."""
+  """[-1, 1] float -> uint8 via (y + 1) / 2 clamped to [0, 1], x 255 (docs/hhl.md §10.7)."""
   unit = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0) * 255.0
   if quantize == "round":
     unit = np.rint(unit)
@@ -256,7 +256,7 @@ class TrainingImages:
   """The target's training images with camera labels, batched as a pure function of the iteration.
 
   Epoch e's order is `default_rng([seed, e]).permutation(N)`, cut into floor(N / B) batches
-  (drop_last, hhl.md §10.5); image k of iteration i is augmented with `default_rng([seed, i, k])`.
+  (drop_last, docs/hhl.md §10.5); image k of iteration i is augmented with `default_rng([seed, i, k])`.
   """
 
   def __init__(self, dataset: str, data_dir, config):
@@ -294,7 +294,7 @@ class TrainingImages:
     return np.stack(images), self.cameras[indices]
 
   def test_images(self, indices) -> np.ndarray:
-    """Generation input (hhl.md §10.6): bilinear resize to H x W, [-1, 1]. `[n, H, W, 3]`."""
+    """Generation input (docs/hhl.md §10.6): bilinear resize to H x W, [-1, 1]. `[n, H, W, 3]`."""
     load = lambda i: transforms.stargan_test_transform(self.source[int(i)]["image"], self.height, self.width)
     return np.stack(list(self._pool.map(load, indices)))
 
@@ -524,7 +524,7 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
         images, cameras = next_batch.result()
         if iteration + 1 < end:
           next_batch = prefetch.submit(data.train_batch, iteration + 1)
-        update_g = (iteration + 1) % n_critic == 0  # hhl.md §10.5
+        update_g = (iteration + 1) % n_critic == 0  # docs/hhl.md §10.5
         # Two programs (D only; D then G): each compiles at its first use, kept out of the ETA.
         state, metrics = progress.first_call("the D+G step" if update_g else "the D step",
                                              train_step, state, images, cameras, key,
@@ -603,11 +603,11 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
 
   data = TrainingImages(dataset, data_dir, config)
   try:
-    order = np.argsort(np.asarray(data.filenames, dtype=object), kind="stable")  # hhl.md §10.7
+    order = np.argsort(np.asarray(data.filenames, dtype=object), kind="stable")  # docs/hhl.md §10.7
     stems = [camstyle.stem_of(data.filenames[i]) for i in order]
     if len(set(stems)) != len(stems):
       raise ReidError(f"{dataset} training file names are not unique once flattened; "
-                      "the camera-style folder is flat (hhl.md §10.7)")
+                      "the camera-style folder is flat (docs/hhl.md §10.7)")
     manifest = camstyle.read_manifest(out)
     if manifest is not None:
       _check_same_generator(out / camstyle.MANIFEST, manifest, identity)

@@ -1,4 +1,4 @@
-"""The workdir contract (design README §5): config.json, its hash, refusal of a different config
+"""The workdir contract (docs/design.md §5): config.json, its hash, refusal of a different config
 on an existing workdir, and the atomically written results.json.
 
   config = workdir_lib.prepare(workdir, config)      # writes config.json or checks it matches
@@ -25,7 +25,7 @@ CHECKPOINT_DIR = "checkpoints"
 TB_DIR = "tb"
 FIGURES_DIR = "figures"
 
-# results.json per-dataset eval keys (design README §5).
+# results.json per-dataset eval keys (docs/design.md §5).
 EVAL_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "ap", "distance", "rerank",
              "n_query", "n_gallery")
 RESULTS_KEYS = ("experiment", "variant", "src", "tgt", "config", "config_sha256", "epochs",

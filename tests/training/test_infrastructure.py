@@ -67,6 +67,8 @@ def test_prepare_saves_then_accepts_same_and_refuses_different(tmp_path):
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["optim"]["milestones"] == [40]
   workdir_lib.prepare(tmp_path, _config())  # same config: accepted
+  (tmp_path / "checkpoints" / "3").mkdir(parents=True)  # training started: the config is locked
+  workdir_lib.prepare(tmp_path, _config())  # same config: still accepted
   changed = _config(lr=0.1)
   changed.seed = 3
   with pytest.raises(ReidError) as error:
