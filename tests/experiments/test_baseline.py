@@ -70,6 +70,7 @@ def test_baseline_end_to_end_sits_between_handcrafted_and_supervised(data_dir, t
   results = json.loads((workdir / "results.json").read_text())
   assert tuple(results) == workdir_lib.RESULTS_KEYS
   assert results["experiment"] == "baseline" and results["config"] == CONFIG
+  assert results["variant"] == "tiny"  # the config's variant, not the experiment's name
   assert (results["src"], results["tgt"]) == ("synth_duke", "synth_market")
   assert results["config_sha256"] == workdir_lib.config_sha256(
       json.loads((workdir / "config.json").read_text()))
@@ -117,6 +118,7 @@ def test_supervised_on_the_target_runs(data_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads((tmp_path / "results.json").read_text())
   assert (results["src"], results["tgt"]) == ("synth_market", "synth_market")
+  assert results["variant"] == "tiny"  # the config's variant, not the experiment's name
   assert list(results["eval"]) == ["synth_market"]
   assert results["steps"] == 2 * (len(tfds_builders.split_labels(
       "synth_market", "train", data_dir, size="tiny")["pid"])
