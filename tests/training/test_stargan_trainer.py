@@ -119,11 +119,18 @@ def _params(workdir):
                                          state.d_opt_state)))
 
 
-def test_resume_is_exact_and_outputs_are_written(data_dir, tmp_path):
+def test_resume_is_exact_and_outputs_are_written(data_dir, tmp_path, capsys):
   config = micro_config()
   straight = tmp_path / "straight"
-  summary = stargan.train(config, straight, DATASET, data_dir, show_progress=False)
+  capsys.readouterr()
+  summary = stargan.train(config, straight, DATASET, data_dir)
   assert summary["steps"] == 4 and summary["resumed_from"] is None
+  # The bar: each step program's compilation announced once, the bar complete.
+  out = capsys.readouterr().out
+  for what in ("the D step", "the D+G step", "the sample translator"):
+    assert out.count(f"compiling {what} ...") == 1, out
+    assert f"compiled {what} in " in out
+  assert f"stargan {DATASET}: 100%" in out and "4/4" in out and "img/s=" in out
   resumed = tmp_path / "resumed"
   stargan.train(config, resumed, DATASET, data_dir, stop_at=3, show_progress=False)
   assert stargan.load_generator(config, resumed, NUM_CAMERAS)[1] == 3
