@@ -50,8 +50,9 @@ def _to_pil(data, name: str | None = None) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
   except Exception as e:  # PIL raises several unrelated types for truncated / invalid files
     raise ReidError(
-        f"corrupt image {name or '<bytes>'}: {e}; replace the file with an intact copy from the "
-        "original archive") from None
+        f"corrupt image {name or '<bytes>'}: {e}; restore the file (real datasets: from the "
+        "original archive; synthetic ones: rerun python -m data_prep.synthetic, which repairs the "
+        "tree) and delete the dataset's prepared folder under <data_dir>/tfds/ to rebuild it") from None
 
 
 def decode(data, name: str | None = None) -> np.ndarray:
