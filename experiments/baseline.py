@@ -58,8 +58,6 @@ def main(overrides):
   workdir_lib.check(workdir, config, ignore=("config_name",))
   preflight.pretrained(config.model, data_dir)
   preflight.datasets(data_dir, (src, tgt), size=config.data.synthetic_size)
-  train_count = len(evaluate_lib.load_split(src, "train", data_dir, config))
-  preflight.batch_fits(train_count, config.data.batch_size, f"{src} train", "data.batch_size")
   workdir_lib.prepare(workdir, config, ignore=("config_name",))
   print(f"workdir {workdir}")
   results = baseline.train_and_evaluate(config, workdir, data_dir, src, tgt, config_name)

@@ -67,13 +67,14 @@ def source_epoch_batches(source, config, seed: int):
 def train(config, workdir, data_dir, src: str):
   """Trains the IDE model on `src` with resume; returns `(model, variables, loop_result)`."""
   source = evaluate_lib.load_split(src, "train", data_dir, config)
+  steps_per_epoch = len(source) // config.data.batch_size
+  if steps_per_epoch == 0:  # before decoding anything
+    raise ReidError(f"{src} train has {len(source)} images, fewer than config data.batch_size="
+                    f"{config.data.batch_size}; lower --config.data.batch_size (or use a larger "
+                    "synthetic size, config data.synthetic_size)")
   if config.data.get("cache_images", False):
     source = pipeline.InMemory(source, config.data.num_workers)
   num_classes = len(np.unique(source.labels["pid"]))
-  steps_per_epoch = len(source) // config.data.batch_size
-  if steps_per_epoch == 0:
-    raise ReidError(f"{src} train has {len(source)} images, fewer than config data.batch_size="
-                    f"{config.data.batch_size}; lower the batch size")
   mesh = sharding_lib.data_mesh()
   sharding_lib.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
   model = evaluate_lib.build_reid_net(config.model, num_classes)

@@ -6,7 +6,6 @@ missing checkpoint is reported in seconds, not after training:
 
   preflight.datasets(data_dir, {"synth_duke": "train", "market": "test"}, size="tiny")
   preflight.pretrained(config.model, data_dir)
-  preflight.batch_fits(labels_count, config.data.batch_size, "synth_duke train", "data.batch_size")
 
 Cheap checks come first (every real dataset's folder), then the slower preparation (writing a
 synthetic tree, building TFDS splits, which decodes every JPEG once and so finds corrupt ones).
@@ -71,13 +70,6 @@ def pretrained(model_config, data_dir) -> None:
   torchvision_import.load_trunk(path, model_config.arch)  # names a missing key or shape
 
 
-def batch_fits(count: int, batch_size: int, what: str, field: str) -> None:
-  if count < batch_size:
-    raise ReidError(f"{what} has {count} images, fewer than config {field}={batch_size}; lower "
-                    f"--config.{field} (or use a larger synthetic size, config "
-                    "data.synthetic_size)")
-
-
 def checkpoint_exists(workdir) -> None:
   """The workdir holds a config.json and a checkpoint (for evaluation or --generate_only)."""
   from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
@@ -98,20 +90,16 @@ def latest_checkpoint_step(workdir) -> int:
 
 def camstyle_destination(data_dir, dataset: str, identity: dict) -> None:
   """The camera-style folder is empty, or being (or was) filled by the same generator."""
-  from reid_jax.data import camstyle  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
+  from reid_jax.data import camstyle  # pylint: disable=g-import-not-at-top
+  from reid_jax.training import stargan  # pylint: disable=g-import-not-at-top
   folder = paths.camstyle_dir(data_dir, dataset)
   for name in (camstyle.MANIFEST, camstyle.PARTIAL):
     path = folder / name
-    if not path.is_file():
-      continue
-    try:
-      saved = json.loads(path.read_text())
-    except json.JSONDecodeError:
-      raise ReidError(f"{path} is not valid JSON; delete {folder} to rewrite the set") from None
-    differing = [k for k in identity if saved.get(k) != identity[k]]
-    if differing:
-      fields = "; ".join(f"{k}: {saved.get(k)} there, {identity[k]} now" for k in differing)
-      raise ReidError(f"{folder} holds fakes of another generator ({name}: {fields}); delete "
-                      f"{folder} to rewrite it, or pass the --config it was made with")
-    return
+    if path.is_file():
+      try:
+        saved = json.loads(path.read_text())
+      except json.JSONDecodeError:
+        raise ReidError(f"{path} is not valid JSON; delete {folder} to rewrite the set") from None
+      stargan.check_same_generator(path, saved, identity)  # the check the writer makes
+      return

@@ -610,13 +610,13 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
                       "the camera-style folder is flat (docs/hhl.md §10.7)")
     manifest = camstyle.read_manifest(out)
     if manifest is not None:
-      _check_same_generator(out / camstyle.MANIFEST, manifest, identity)
+      check_same_generator(out / camstyle.MANIFEST, manifest, identity)
       if not camstyle.missing_names(out, stems, num_cameras):
         return manifest
     out.mkdir(parents=True, exist_ok=True)
     partial = out / camstyle.PARTIAL
     if partial.exists():
-      _check_same_generator(partial, json.loads(partial.read_text()), identity)
+      check_same_generator(partial, json.loads(partial.read_text()), identity)
     else:
       atomic_io.write_json(partial, identity)
     for stale in out.glob(".*.tmp"):  # left by an interrupted writer; never under a final name
@@ -662,7 +662,9 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     data.close()
 
 
-def _check_same_generator(path: Path, saved: dict, identity: dict) -> None:
+def check_same_generator(path: Path, saved: dict, identity: dict) -> None:
+  """Refuses a camera-style folder whose MANIFEST/.PARTIAL record (`saved`) names another
+  generator than `identity` (checkpoint step, config hash)."""
   differing = [k for k in identity if saved.get(k) != identity[k]]
   if differing:
     fields = "; ".join(f"{k}: {saved.get(k)} there, {identity[k]} now" for k in differing)
