@@ -38,6 +38,7 @@ from benchmarks import report
 from reid_jax import paths
 from reid_jax.configs import baseline as baseline_config
 from reid_jax.evaluation import diagnostics
+from reid_jax.models import heads
 from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import workdir as workdir_lib
 
@@ -75,7 +76,7 @@ def camera_gap(workdir, dataset, data_dir) -> float:
   """The cross/same-camera distance ratio of `dataset`'s test images under the workdir's pool5."""
   config = workdir_lib.load_config(workdir)
   variables, _ = evaluate_lib.restore_variables(workdir)
-  model = evaluate_lib.build_reid_net(config["model"], evaluate_lib.num_classes_of(
+  model = heads.build_reid_net(config["model"], evaluate_lib.num_classes_of(
       variables["params"]))
   _, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config)
   return _gap_of(extras)
@@ -88,7 +89,7 @@ def trunk_camera_gap(dataset, data_dir, config) -> float:
   trunk = torchvision_import.load_trunk(
       pretrain.ensure_trunk(config.model.pretrained, data_dir, build=False), config.model.arch)
   model_config = dict(config.model.to_dict(), num_features=0, triplet_features=0)
-  model = evaluate_lib.build_reid_net(model_config, 0)
+  model = heads.build_reid_net(model_config, 0)
   variables = {c: {"backbone": trunk[c]} for c in ("params", "batch_stats")}
   _, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config)
   return _gap_of(extras)

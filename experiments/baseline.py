@@ -21,8 +21,9 @@ from absl import flags
 from reid_jax import cli
 from reid_jax import paths
 from reid_jax.data import datasets
+from reid_jax.evaluation import tables
 from reid_jax.training import baseline
-from reid_jax.training import evaluate as evaluate_lib
+from reid_jax.training import trainer
 from reid_jax.training import preflight
 from reid_jax.training import workdir as workdir_lib
 
@@ -60,11 +61,11 @@ def main(overrides):
   preflight.datasets(data_dir, (src, tgt), size=config.data.synthetic_size)
   workdir_lib.prepare(workdir, config, ignore=("config_name",))
   print(f"workdir {workdir}")
-  results = baseline.train_and_evaluate(config, workdir, data_dir, src, tgt, config_name)
+  results = trainer.train_and_evaluate(baseline.METHOD, config, workdir, data_dir, src, tgt, config_name)
   print(f"\nbaseline {src} -> {tgt}, {results['steps']} steps "
         f"({results['train_seconds']:.0f} s training); ap={config.eval.ap}, "
         f"distance={config.eval.distance}")
-  print(evaluate_lib.format_table(results["eval"]))
+  print(tables.format_table(results["eval"]))
   print(f"results: {workdir}/results.json")
 
 

@@ -19,6 +19,7 @@ from absl import flags
 
 from reid_jax import cli
 from reid_jax import paths
+from reid_jax.evaluation import tables
 from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import preflight
 from reid_jax.training import workdir as workdir_lib
@@ -49,7 +50,7 @@ def main(overrides):
   print(f"checkpoint step {outcome['step']} of {workdir}; ap={entry['ap']}, "
         f"distance={entry['distance']}, rerank={entry['rerank']}, {entry['n_query']} queries, "
         f"{entry['n_gallery']} gallery")
-  print(evaluate_lib.format_table({key: entry}))
+  print(tables.format_table({key: entry}))
   print(f"eval[{key!r}] set in {workdir / workdir_lib.RESULTS_FILE}; rank list {outcome['figure']}")
 
 

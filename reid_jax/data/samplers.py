@@ -163,7 +163,30 @@ def target_batches(filenames: Sequence[str], batch_size: int, seed: int, epoch: 
     num_cameras: C, the target dataset's camera count.
   """
   batches = shuffled_batches(len(filenames), batch_size, seed, epoch, stream)
+  return with_camstyle_files(batches, filenames, camstyle_folder, num_cameras)
+
+
+def with_camstyle_files(index_batches, filenames: Sequence[str], camstyle_folder=None,
+                        num_cameras: int = 0) -> list[TargetBatch]:
+  """`[num_batches, B]` target indices as TargetBatches with their C camera-style files."""
   if camstyle_folder is None or num_cameras == 0:
-    return [TargetBatch(b, np.zeros((len(b), 0), dtype=object)) for b in batches]
+    return [TargetBatch(b, np.zeros((len(b), 0), dtype=object)) for b in index_batches]
   files = camstyle_files(filenames, camstyle_folder, num_cameras)
-  return [TargetBatch(b, files[b]) for b in batches]
+  return [TargetBatch(b, files[b]) for b in index_batches]
+
+
+def distinct_identity_batches(pids, batch_size: int, seed: int, epoch: int,
+                              stream: int = 0) -> np.ndarray:
+  """docs/hhl.md §5 (Fig. 3, "supervised" target sampling, an oracle): `floor(N / B)` batches of
+  B images with B distinct true identities each, drawn uniformly (identities without replacement
+  within a batch, then one of the identity's images); int64 `[num_batches, B]`."""
+  unique, groups = _group_by_pid(pids)
+  if len(unique) < batch_size:
+    raise ReidError(f"{len(unique)} target identities, fewer than the {batch_size} distinct ones "
+                    "an oracle target batch needs (config data.target_batch_size)")
+  rng = epoch_rng(seed, epoch, stream)
+  batches = np.empty((len(np.asarray(pids)) // batch_size, batch_size), np.int64)
+  for b in range(len(batches)):
+    batches[b] = [rng.choice(groups[p]) for p in rng.choice(len(unique), batch_size,
+                                                              replace=False)]
+  return batches

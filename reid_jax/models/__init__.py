@@ -9,6 +9,7 @@ _NAMES = {
     "Bottleneck": "resnet",
     "build_backbone": "resnet",
     "ReIDNet": "heads",
+    "build_reid_net": "heads",
     "test_descriptor": "heads",
     "global_average_pool": "heads",
     "AttributeNet": "attribute_net",

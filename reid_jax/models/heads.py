@@ -104,3 +104,13 @@ class ReIDNet(nn.Module):
     if self.num_classes > 0:
       logits = self.classifier(self.drop(r, deterministic=not train)).astype(jnp.float32)
     return {"pool5": pool5, "embedding": embedding, "logits": logits}
+
+
+def build_reid_net(model_config, num_classes: int) -> ReIDNet:
+  """`ReIDNet` from a config's `model` block (ConfigDict or the dict saved in config.json)."""
+  get = model_config.get
+  dtype = get("dtype", "float32")
+  return ReIDNet(
+      num_classes=int(num_classes), arch=get("arch"), num_features=int(get("num_features")),
+      triplet_features=int(get("triplet_features")), dropout_rate=float(get("dropout_rate")),
+      last_stride=int(get("last_stride")), dtype=None if dtype == "float32" else dtype)

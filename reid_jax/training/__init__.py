@@ -14,8 +14,9 @@ _NAMES = {
     "evaluate_dataset": "evaluate",
     "evaluate_handcrafted": "evaluate",
     "restore_variables": "evaluate",
-    "build_reid_net": "evaluate",
-    "train_and_evaluate": "baseline",
+    "train_and_evaluate": "trainer",
+    "Method": "trainer",
+    "method_of": "trainer",
     "ensure_trunk": "pretrain",
     "train_trunk": "pretrain",
 }

@@ -13,34 +13,18 @@ import jax
 import numpy as np
 
 from reid_jax.data import pipeline
-from reid_jax.data import tfds_builders
+from reid_jax.data import streams
 from reid_jax.errors import ReidError
 from reid_jax.evaluation import features as features_lib
 from reid_jax.evaluation import ranking
-from reid_jax.models import heads
 from reid_jax.training import checkpoint as checkpoint_lib
 from reid_jax.training import workdir as workdir_lib
 
-DTYPES = {"float32": None, "bfloat16": "bfloat16"}
 
-
-def build_reid_net(model_config, num_classes: int) -> heads.ReIDNet:
-  """`ReIDNet` from a config's `model` block (ConfigDict or the dict saved in config.json)."""
-  get = model_config.get
-  dtype = get("dtype", "float32")
-  return heads.ReIDNet(
-      num_classes=int(num_classes), arch=get("arch"), num_features=int(get("num_features")),
-      triplet_features=int(get("triplet_features")), dropout_rate=float(get("dropout_rate")),
-      last_stride=int(get("last_stride")), dtype=None if dtype == "float32" else dtype)
-
-
-def load_split(dataset: str, split: str, data_dir, config):
-  return tfds_builders.load_split(dataset, split, data_dir,
-                                  size=config["data"].get("synthetic_size", "tiny"))
-
-
-def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: bool | None = None):
-  """Query/gallery descriptors (L2-normalised pool5), distances and CMC/mAP of `dataset`.
+def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: bool | None = None,
+                     descriptor=None):
+  """Query/gallery descriptors (L2-normalised; pool5 unless a method's `descriptor` is given),
+  distances and CMC/mAP of `dataset`.
 
   Returns:
     (entry, extras): entry = the results.json record `{rank1, rank5, rank10, rank20, mAP, ap,
@@ -49,10 +33,10 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
   """
   data_config, eval_config = config["data"], config["eval"]
   rerank = bool(eval_config["rerank"]) if rerank is None else rerank
-  descriptor = features_lib.pool5_descriptor(model)
+  descriptor = features_lib.pool5_descriptor(model) if descriptor is None else descriptor
   out = {}
   for split in ("query", "gallery"):
-    source = load_split(dataset, split, data_dir, config)
+    source = streams.load_split(dataset, split, data_dir, config)
     batches = pipeline.eval_batches(source, int(data_config["eval_batch_size"]),
                                     int(data_config["height"]), int(data_config["width"]),
                                     num_threads=int(data_config["num_workers"]))
@@ -140,9 +124,12 @@ def evaluate_workdir(workdir, dataset: str, data_dir, *, rerank: bool = False,
   Returns {'key', 'entry', 'step', 'figure', 'results'}.
   """
   config = workdir_lib.load_config(workdir) if config is None else config
+  from reid_jax.training import trainer  # pylint: disable=g-import-not-at-top (imports this module)
+  method = trainer.method_of(config.get("experiment", "baseline"))
   variables, step = restore_variables(workdir)
-  model = build_reid_net(config["model"], num_classes_of(variables["params"]))
-  entry, extras = evaluate_dataset(model, variables, dataset, data_dir, config, rerank=rerank)
+  model = method.build_model(config["model"], num_classes_of(variables["params"]))
+  entry, extras = evaluate_dataset(model, variables, dataset, data_dir, config, rerank=rerank,
+                                   descriptor=method.descriptor(model))
   key = f"{dataset}+rerank" if rerank else dataset
   figure = write_rank_list(workdir, dataset, extras, config, rerank=rerank, step=step)
   results = workdir_lib.record_eval(workdir, config, key, entry, step)
@@ -155,7 +142,7 @@ def evaluate_handcrafted(dataset: str, data_dir, config) -> dict:
   from reid_jax.evaluation import handcrafted  # pylint: disable=g-import-not-at-top
   splits = {}
   for split in ("query", "gallery"):
-    source = load_split(dataset, split, data_dir, config)
+    source = streams.load_split(dataset, split, data_dir, config)
     splits[split] = (handcrafted.describe(source.encoded_many(np.arange(len(source)))),
                      source.labels)
   (qf, q), (gf, g) = splits["query"], splits["gallery"]
@@ -180,14 +167,3 @@ def num_classes_of(params) -> int:
   """Classifier outputs of a ReIDNet parameter tree (0 without a classifier)."""
   classifier = params.get("classifier")
   return int(classifier["kernel"].shape[-1]) if classifier else 0
-
-
-def format_table(rows: dict[str, dict]) -> str:
-  """A people's table: dataset, rank-1/5/10/20 and mAP in %, one decimal (docs/design.md §5)."""
-  header = f"{'dataset':<16}{'rank-1':>8}{'rank-5':>8}{'rank-10':>9}{'rank-20':>9}{'mAP':>8}"
-  lines = [header, "-" * len(header)]
-  for name, entry in rows.items():
-    lines.append(f"{name:<16}" + "".join(
-        f"{100 * entry[k]:>{w}.1f}" for k, w in
-        (("rank1", 8), ("rank5", 8), ("rank10", 9), ("rank20", 9), ("mAP", 8))))
-  return "\n".join(lines)

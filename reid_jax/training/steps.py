@@ -58,6 +58,15 @@ def baseline_loss_fn(model) -> LossFn:
   return loss_fn
 
 
+def on_stream(name: str, loss_fn: LossFn) -> LossFn:
+  """`loss_fn` applied to the `name` entry of a combined batch (`data.streams.combine`)."""
+
+  def on_named_batch(params, batch_stats, batch, rng):
+    return loss_fn(params, batch_stats, batch[name], rng)
+
+  return on_named_batch
+
+
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
   """`train_step(state, batch, rng) -> (state, metrics)` (not yet jitted; see `loop.jit_step`).
 

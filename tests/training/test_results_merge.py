@@ -2,6 +2,7 @@
 rank list (issue 16 item 8)."""
 
 import json
+import dataclasses
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ from PIL import Image
 
 from reid_jax.evaluation import figures
 from reid_jax.evaluation import ranking
+from reid_jax.training import baseline
 from reid_jax.training import evaluate as evaluate_lib
+from reid_jax.training import trainer
 from reid_jax.training import workdir as workdir_lib
 
 CONFIG = {"optim": {"base_lr": 0.01}, "seed": 0, "experiment": "baseline", "variant": "tiny",
@@ -125,9 +128,11 @@ def test_evaluate_workdir_writes_its_figure_and_keeps_other_entries(tmp_path, mo
   extras = _extras(np.random.default_rng(0))
   extras["distmat"] = np.random.default_rng(1).uniform(size=(8, 30))
   monkeypatch.setattr(evaluate_lib, "restore_variables", lambda w: ({"params": {}}, 10))
-  monkeypatch.setattr(evaluate_lib, "build_reid_net", lambda *a: None)
+  fake_method = dataclasses.replace(baseline.METHOD, build_model=lambda *a: None,
+                                    descriptor=lambda model: None)
+  monkeypatch.setattr(trainer, "method_of", lambda experiment: fake_method)
   monkeypatch.setattr(evaluate_lib, "evaluate_dataset",
-                      lambda *a, rerank: (_entry(0.6, rerank), extras))
+                      lambda *a, rerank, descriptor: (_entry(0.6, rerank), extras))
   outcome = evaluate_lib.evaluate_workdir(workdir, "synth_market", tmp_path, rerank=True)
   assert outcome["key"] == "synth_market+rerank"
   assert outcome["figure"] == workdir / "figures" / "rank_list_synth_market+rerank.png"

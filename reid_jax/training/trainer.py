@@ -1,0 +1,176 @@
+"""One train-and-evaluate sequence for every method; a method is a small description (`Method`).
+
+  results = train_and_evaluate(hhl.METHOD, config, workdir, data_dir, src="synth_duke",
+                               tgt="synth_market", config_name="reid_jax/configs/hhl.py:tiny")
+
+The sequence: load the source training split (checked against the batch size before any image
+is decoded), build the model and its variables (pretrained trunk), the optax groups, the method's
+loss and input streams, run `loop.run` (resume, checkpoints, NaN guard, progress, TensorBoard),
+then evaluate on the target and the source (the method's test-time descriptor), write the target's
+rank list and results.json. `method_of(config['experiment'])` finds the description again, so
+`experiments.evaluate` rebuilds any method's model from a workdir's config.json.
+"""
+
+import dataclasses
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reid_jax.data import pipeline
+from reid_jax.data import streams as streams_lib
+from reid_jax.errors import ReidError
+from reid_jax.evaluation import features as features_lib
+from reid_jax.models import torchvision_import
+from reid_jax.training import evaluate as evaluate_lib
+from reid_jax.training import loop
+from reid_jax.training import optim
+from reid_jax.training import pretrain
+from reid_jax.training import sharding as sharding_lib
+from reid_jax.training import state as state_lib
+from reid_jax.training import steps as steps_lib
+from reid_jax.training import workdir as workdir_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+  """What a method's streams are built from: the source training split and the run's settings."""
+
+  source: Any
+  src: str
+  tgt: str
+  data_dir: Path
+  config: Any
+  steps_per_epoch: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Streams:
+  """`epoch_batches(epoch, start)` (loop.run's contract) and the images one step consumes."""
+
+  epoch_batches: streams_lib.EpochBatches
+  images_per_step: int
+  summary: str = ""  # one line for the console: what each step reads
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A method, as the shared trainer needs it.
+
+  Attributes:
+    name: the experiment name (results.json `experiment`, workdirs/<name>/).
+    build_model: `(model_config, num_classes) -> flax Module`.
+    optimiser_rules: `config -> {top-level module: group}` (optim.build_optimiser).
+    loss_fn: `(model, config) -> steps.LossFn`.
+    streams: `Inputs -> Streams`.
+    descriptor: `model -> (variables, images) -> [B, D]` at test time (L2-normalised by the
+      extractor); the variables it uses are the trained ones (params and batch_stats).
+    results_fields: `config -> dict` added to results.json (the variant and every switch).
+  """
+
+  name: str
+  build_model: Callable[[Any, int], Any]
+  optimiser_rules: Callable[[Any], Mapping[str, str]]
+  loss_fn: Callable[[Any, Any], steps_lib.LossFn]
+  streams: Callable[[Inputs], Streams]
+  descriptor: Callable[[Any], Callable] = features_lib.pool5_descriptor
+  results_fields: Callable[[Any], dict] = lambda config: {}
+
+
+def method_of(experiment: str) -> Method:
+  """The `METHOD` of `reid_jax.training.<experiment>` (baseline, hhl, ...)."""
+  try:
+    module = importlib.import_module(f"reid_jax.training.{experiment}")
+  except ModuleNotFoundError:
+    module = None
+  if module is None or not isinstance(getattr(module, "METHOD", None), Method):
+    raise ReidError(f"config field experiment={experiment!r} names no trained method "
+                    "(baseline, hhl)")
+  return module.METHOD
+
+
+def init_variables(model, config, rng, data_dir) -> dict:
+  """Initial `{'params', 'batch_stats'}`, with the pretrained trunk of `model.pretrained` if given
+  (ImageNet weights, or the synthetic testbed's trunk, built first if missing)."""
+  images = jnp.zeros((1, config.data.height, config.data.width, 3), jnp.float32)
+  variables = jax.jit(lambda key: model.init(key, images))(rng)
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  if config.model.pretrained:
+    path = pretrain.ensure_trunk(config.model.pretrained, data_dir)
+    variables = torchvision_import.merge_backbone(
+        variables, torchvision_import.load_trunk(path, config.model.arch))
+    what = ("the synthetic attribute-pretrained trunk" if pretrain.is_reference(
+        config.model.pretrained) else "ImageNet weights")
+    print(f"trunk initialised from {what} {path}")
+  else:
+    print("WARNING: config model.pretrained is empty: the trunk starts FROM SCRATCH (random init), "
+          "not from ImageNet weights as in the papers (docs/hhl.md §3). Set "
+          "--config.model.pretrained=/path/to/resnet50.pth to use them.", file=sys.stdout)
+  return variables
+
+
+def load_source(config, data_dir, src: str):
+  """The source training split and its CE steps per epoch, refused before decoding anything when
+  it holds fewer images than one batch."""
+  source = streams_lib.load_split(src, "train", data_dir, config)
+  steps_per_epoch = len(source) // config.data.batch_size
+  if steps_per_epoch == 0:
+    raise ReidError(f"{src} train has {len(source)} images, fewer than config data.batch_size="
+                    f"{config.data.batch_size}; lower --config.data.batch_size (or use a larger "
+                    "synthetic size, config data.synthetic_size)")
+  if config.data.get("cache_images", False):
+    source = pipeline.InMemory(source, config.data.num_workers)
+  return source, steps_per_epoch
+
+
+def train(method: Method, config, workdir, data_dir, src: str, tgt: str):
+  """Trains `method` on `src` (and `tgt`'s unlabelled images if it reads them) with resume;
+  returns `(model, variables, loop_result)`."""
+  source, steps_per_epoch = load_source(config, data_dir, src)
+  num_classes = len(np.unique(source.labels["pid"]))
+  mesh = sharding_lib.data_mesh()
+  sharding_lib.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+  model = method.build_model(config.model, num_classes)
+  variables = init_variables(model, config, jax.random.PRNGKey(config.seed), data_dir)
+  optimiser = optim.build_optimiser(variables["params"], config.optim,
+                                    method.optimiser_rules(config), steps_per_epoch)
+  state = state_lib.create(variables["params"], variables["batch_stats"], optimiser.tx)
+  train_step = steps_lib.make_train_step(method.loss_fn(model, config), optimiser.tx)
+  inputs = Inputs(source=source, src=src, tgt=tgt, data_dir=Path(data_dir), config=config,
+                  steps_per_epoch=steps_per_epoch)
+  streams = method.streams(inputs)
+  print(f"source {src}: {len(source)} images, {num_classes} identities, {steps_per_epoch} "
+        f"steps/epoch x {config.num_epochs} epochs; devices {workdir_lib.device_names()}")
+  if streams.summary:
+    print(streams.summary)
+  result = loop.run(
+      loop.LoopConfig(num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch,
+                      seed=config.seed, images_per_step=streams.images_per_step,
+                      checkpoint_every=config.checkpoint_every_steps,
+                      log_every=config.log_every_steps, description=f"{method.name} {src}"),
+      workdir=workdir, state=state, train_step=train_step,
+      epoch_batches=streams.epoch_batches, mesh=mesh,
+      learning_rates=optimiser.learning_rates)
+  return model, state_lib.variables(jax.device_get(result.state)), result
+
+
+def train_and_evaluate(method: Method, config, workdir, data_dir, src: str, tgt: str,
+                       config_name: str) -> dict:
+  """Trains, evaluates on `tgt` (then `src`), writes results.json and the target's rank list."""
+  workdir = Path(workdir)
+  model, variables, result = train(method, config, workdir, data_dir, src, tgt)
+  evaluations = {}
+  for dataset in dict.fromkeys((tgt, src)):
+    entry, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config,
+                                                  descriptor=method.descriptor(model))
+    evaluations[dataset] = entry
+    if dataset == tgt:
+      evaluate_lib.write_rank_list(workdir, dataset, extras, config)
+  return workdir_lib.write_results(
+      workdir, experiment=method.name, variant=config.variant, src=src, tgt=tgt,
+      config_name=config_name, config=config, epochs=result.epochs, steps=result.steps,
+      train_seconds=result.train_seconds, eval=evaluations, **method.results_fields(config))
