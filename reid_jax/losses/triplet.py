@@ -104,6 +104,22 @@ def _batch_hard_parts(embeddings, labels, margin, soft_margin, metric, anchor_is
   return dist, hardest_positive, hardest_negative, per_anchor, anchor_ok
 
 
+def batch_hard_indices(embeddings, labels, metric: str = "euclidean",
+                       anchor_is_positive: bool = True, valid=None):
+  """Per anchor, the batch index of its hardest positive and of its hardest negative, `([B],
+  [B])` int32, -1 where the anchor has none (or is not valid): the pairs the batch-hard loss uses."""
+  dist = pairwise_distance(embeddings, metric=metric)
+  positive, negative, valid = _masks(labels, valid)
+  if not anchor_is_positive:
+    positive = positive & ~jnp.eye(labels.shape[0], dtype=bool)
+  hardest_positive = jnp.argmax(jnp.where(positive, dist, -1.0), axis=1)
+  hardest_negative = jnp.argmin(jnp.where(negative, dist, jnp.inf), axis=1)
+  ok_positive = valid & positive.any(axis=1)
+  ok_negative = valid & negative.any(axis=1)
+  return (jnp.where(ok_positive, hardest_positive, -1).astype(jnp.int32),
+          jnp.where(ok_negative, hardest_negative, -1).astype(jnp.int32))
+
+
 def _reduce(per_anchor, anchor_ok, reduction):
   if reduction == "mean":
     return per_anchor.sum() / jnp.maximum(anchor_ok.sum(), 1).astype(jnp.float32)

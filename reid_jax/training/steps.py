@@ -40,6 +40,63 @@ def forward_rng(rng: jax.Array, call_index: int) -> jax.Array:
   return jax.random.fold_in(rng, call_index)
 
 
+def _concat_outputs(parts: list[dict]) -> dict:
+  return {k: (None if parts[0][k] is None else jnp.concatenate([p[k] for p in parts]))
+          for k in parts[0]}
+
+
+def _split_outputs(outputs: dict, sizes: list[int]) -> list[dict]:
+  bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+  return [{k: (None if v is None else v[bounds[i]:bounds[i + 1]]) for k, v in outputs.items()}
+          for i in range(len(sizes))]
+
+
+def grouped_forward(model, params, batch_stats, images, rng, groups: int = 1):
+  """`forward` with BatchNorm statistics per group of `groups` contiguous slices of the batch,
+  keeping only the first slice's running-statistics update: what `nn.DataParallel` on `groups`
+  GPUs computes (docs/hhl.md §14, `bn_groups`). `groups=1` is `forward`."""
+  if groups == 1:
+    return forward(model, params, batch_stats, images, rng)
+  n = images.shape[0]
+  if n % groups:
+    raise ValueError(f"a pass of {n} images does not split into {groups} BatchNorm groups")
+  size = n // groups
+  parts, kept = [], batch_stats
+  for g in range(groups):
+    outputs, updated = forward(model, params, batch_stats, images[g * size:(g + 1) * size],
+                               forward_rng(rng, g))
+    parts.append(outputs)
+    if g == 0:
+      kept = updated
+  return _concat_outputs(parts), kept
+
+
+def forward_passes(model, params, batch_stats, images: list, rng, bn_passes: str = "separate",
+                   bn_groups: int = 1):
+  """Train-mode outputs of several image batches and the updated `batch_stats` (docs/hhl.md §14).
+
+  bn_passes: 'separate' (the reference): one call per batch in the given order (CE -> triplet ->
+    target), each normalised with its own batch statistics, the running averages updated once per
+    call in that order; 'joint': one call on the concatenated batches (one update).
+  bn_groups: BatchNorm groups within each call (`grouped_forward`).
+
+  Returns `(list of outputs, one per batch, batch_stats)`.
+  """
+  if bn_passes == "joint":
+    outputs, batch_stats = grouped_forward(model, params, batch_stats,
+                                           jnp.concatenate(images), forward_rng(rng, 0),
+                                           bn_groups)
+    return _split_outputs(outputs, [x.shape[0] for x in images]), batch_stats
+  if bn_passes != "separate":
+    raise ValueError(f"bn_passes must be 'separate' or 'joint', got {bn_passes!r}")
+  results = []
+  for index, batch in enumerate(images):
+    outputs, batch_stats = grouped_forward(model, params, batch_stats, batch,
+                                           forward_rng(rng, index), bn_groups)
+    results.append(outputs)
+  return results, batch_stats
+
+
 def classification_metrics(logits, labels) -> dict:
   return {"accuracy": jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))}
 
