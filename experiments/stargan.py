@@ -6,9 +6,11 @@ r"""StarGAN camera-style transfer for HHL: train on --dataset's training cameras
   python -m experiments.stargan --dataset=market --generate_only --torch_generator=220000-G.ckpt
 
 Writes `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg` for every training image and camera
-j = 1..C (docs/hhl.md §10.7), then MANIFEST.json. Default config: `stargan.py:reference_code` for real
-datasets, `stargan.py:tiny` for synthetic ones. Rerunning resumes training from the last checkpoint
-and skips the fakes already written.
+j = 1..C (docs/hhl.md §10.7), then MANIFEST.json naming the world the fakes belong to; a synthetic
+dataset's set is per world, `camstyle/<dataset>_<size>_seed0/`, the world being
+`--config.data.synthetic_size` (the tiny config's default: medium, the tiny re-ID configs' world).
+Default config: `stargan.py:reference_code` for real datasets, `stargan.py:tiny` for synthetic ones.
+Rerunning resumes training from the last checkpoint and skips the fakes already written.
 """
 
 # Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
@@ -21,7 +23,8 @@ from absl import flags
 
 from reid_jax import cli
 from reid_jax import paths
-from reid_jax.data import datasets
+from reid_jax.configs import stargan as stargan_config
+from reid_jax.data import camstyle
 from reid_jax.errors import ReidError
 from reid_jax.errors import UsageError
 from reid_jax.training import preflight
@@ -42,10 +45,6 @@ flags.DEFINE_string("torch_generator", None,
 cli.define_config_flag(CONFIGS, "variant reference_code for real datasets, tiny for synthetic")
 
 
-def default_variant(dataset: str) -> str:
-  return "tiny" if datasets.get_spec(dataset).synthetic else "reference_code"
-
-
 def _torch_generator(path: str, config):
   try:
     import torch  # pylint: disable=g-import-not-at-top
@@ -64,7 +63,9 @@ def _final_step(config, workdir, dataset: str, data_dir) -> int:
   if FLAGS.generate_only:
     return preflight.latest_checkpoint_step(workdir)
   from reid_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
-  count = len(tfds_builders.split_labels(dataset, "train", data_dir)["pid"])
+  labels = tfds_builders.split_labels(dataset, "train", data_dir,
+                                      size=stargan.synthetic_size(config))
+  count = len(labels["pid"])
   return stargan.make_schedule(config, count).num_iters
 
 
@@ -73,12 +74,13 @@ def main(overrides):
   preflight.dataset_names(dataset)
   if FLAGS.torch_generator and not FLAGS.generate_only:
     raise UsageError("--torch_generator replaces training: pass --generate_only with it")
-  config, config_name = cli.load_config(CONFIGS, FLAGS.config, default_variant(dataset),
-                                        overrides)
+  config, config_name = cli.load_config(CONFIGS, FLAGS.config,
+                                        stargan_config.default_variant(dataset), overrides)
   config = cli.with_command_fields(config, dataset=dataset, config_name=config_name)
   variant = config.variant if config.variant != "reference_code" else None
   workdir = FLAGS.workdir or paths.default_workdir("stargan", dataset, variant=variant)
   data_dir = FLAGS.data_dir or paths.default_data_dir()
+  world = stargan.world(config, dataset)  # refuses an unknown data.synthetic_size at once
   print(f"config {config_name}:\n{config}")
   print(f"workdir {workdir}")
   cli.log_to(workdir)
@@ -89,10 +91,10 @@ def main(overrides):
   elif FLAGS.generate_only:
     preflight.checkpoint_exists(workdir)
   workdir_lib.check(workdir, config)
-  preflight.datasets(data_dir, (dataset,))
+  preflight.datasets(data_dir, (dataset,), size=stargan.synthetic_size(config))
   step = -1 if FLAGS.torch_generator else _final_step(config, workdir, dataset, data_dir)
   preflight.camstyle_destination(data_dir, dataset, {
-      "checkpoint_step": step, "config_sha256": workdir_lib.config_sha256(config)})
+      "checkpoint_step": step, "config_sha256": workdir_lib.config_sha256(config)}, world)
   g_params, step = None, None
   if FLAGS.torch_generator:
     g_params = _torch_generator(FLAGS.torch_generator, config)
@@ -102,11 +104,11 @@ def main(overrides):
           f"({summary['train_seconds']:.0f} s training), samples in {workdir}/figures")
   manifest = stargan.write_camstyle_set(config, workdir, dataset, data_dir,
                                         g_params=g_params, checkpoint_step=step)
-  camstyle_dir = paths.camstyle_dir(data_dir, dataset)
+  camstyle_dir = camstyle.set_dir(data_dir, world)
   stargan.write_results(workdir, config, dataset, manifest=manifest, camstyle_dir=camstyle_dir,
                         generator=f"torch:{FLAGS.torch_generator}" if FLAGS.torch_generator
                         else None)
-  print(f"camera-style set: {camstyle_dir} "
+  print(f"camera-style set for {camstyle.describe_world(world)}: {camstyle_dir} "
         f"({manifest['num_images']} images x {manifest['num_cameras']} cameras = "
         f"{manifest['num_files']} files, generator iteration {manifest['checkpoint_step']})")
   print(f"results: {Path(workdir) / workdir_lib.RESULTS_FILE}")

@@ -21,9 +21,13 @@ def tfds_dir(data_dir) -> Path:
   return Path(data_dir) / "tfds"
 
 
-def camstyle_dir(data_dir, dataset: str) -> Path:
-  """The camera-style set written by experiments.stargan: `<data_dir>/camstyle/<dataset>`."""
-  return Path(data_dir) / "camstyle" / dataset
+def camstyle_dir(data_dir, dataset: str, size: str | None = None, seed: int = 0) -> Path:
+  """The camera-style set written by experiments.stargan for one world: `<data_dir>/camstyle/<dataset>`
+  for a real dataset (size None), `<data_dir>/camstyle/<dataset>_<size>_seed<seed>` for a synthetic
+  one, so that the sets of two worlds of the same dataset never share a folder (their file names
+  coincide). `reid_jax.data.camstyle.set_dir` picks the arguments from a world record."""
+  name = dataset if size is None else f"{dataset}_{size}_seed{int(seed)}"
+  return Path(data_dir) / "camstyle" / name
 
 
 def reference_camstyle_dir(data_dir, dataset: str) -> Path:

@@ -3,20 +3,28 @@
   python -m experiments.stargan --dataset=market --config=reid_jax/configs/stargan.py:reference_code
   python -m experiments.stargan --dataset=synth_market      # tiny, the default for synthetic data
 
-Writes `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg` for every training image and camera
-j = 1..C, then MANIFEST.json (docs/design.md §4). Expected output: images of the same person in
+Writes `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg` (a synthetic world's set:
+`camstyle/<dataset>_<size>_seed<seed>/`) for every training image and camera j = 1..C, then
+MANIFEST.json naming the world (docs/design.md §4). Expected output: images of the same person in
 each camera's colour/contrast style (the paper shows examples, no number; docs/hhl.md §10.1).
 
 Variants:
   reference_code  the HHL code (default for real data): 256x128, 220k iterations, lr effectively
                   constant (docs/hhl.md §10.5, §12 rows 3-4).
   paper           the paper's text: inputs 128x64, 200 epochs, lr constant for 100 then linear to 0.
-  tiny            CPU tests and demos on synthetic data: 32x16, small widths, 1000 iterations.
+  tiny            CPU tests and demos on synthetic data: 32x16, small widths, 1000 iterations, on
+                  the `medium` world, the one the tiny re-ID configs train on.
 """
 
 import ml_collections
 
 VARIANTS = ("reference_code", "paper", "tiny")
+
+
+def default_variant(dataset: str) -> str:
+  """The variant `python -m experiments.stargan --dataset=D` takes without --config."""
+  from reid_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  return "tiny" if datasets.get_spec(dataset).synthetic else "reference_code"
 
 
 def get_config(arg=None):
@@ -42,6 +50,9 @@ def get_config(arg=None):
   config.data.flip = True  # docs/hhl.md §10.6: RandomHorizontalFlip p 0.5
   config.data.resize_ratio = 9 / 8  # docs/hhl.md §10.6: resize to 288x144, random crop 256x128
   config.data.num_workers = 4  # threads decoding / augmenting the next batch
+  # The synthetic world trained on and written for (docs/design.md §6; synth_* datasets only): the
+  # camera-style set is keyed by it and the re-ID trainer refuses a set of another world.
+  config.data.synthetic_size = "tiny"
 
   config.loss = ml_collections.ConfigDict()
   config.loss.lambda_cls = 1.0  # docs/hhl.md §10.4
@@ -88,6 +99,7 @@ def get_config(arg=None):
     # Sized so that training takes about two minutes on 2 CPU cores and still moves every camera's
     # colour statistics (tests/training/test_stargan_trainer.py).
     config.model.image_size = 32  # 32x16
+    config.data.synthetic_size = "medium"  # the world of configs/baseline.py:tiny (and hhl.py:tiny)
     config.model.g_conv_dim = 16
     config.model.g_repeat_num = 2
     config.model.d_conv_dim = 16

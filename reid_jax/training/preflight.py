@@ -13,7 +13,6 @@ synthetic tree, building TFDS splits, which decodes every JPEG once and so finds
 
 from pathlib import Path
 
-from reid_jax import paths
 from reid_jax.data import datasets as datasets_lib
 from reid_jax.errors import ReidError
 from reid_jax.errors import UsageError
@@ -88,12 +87,13 @@ def latest_checkpoint_step(workdir) -> int:
   return max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
 
 
-def camstyle_destination(data_dir, dataset: str, identity: dict) -> None:
-  """The camera-style folder is empty, or being (or was) filled by the same generator."""
+def camstyle_destination(data_dir, dataset: str, identity: dict, world: dict) -> None:
+  """The camera-style folder of `world` (`camstyle.world_of`) is empty, or being (or was) filled
+  for that world by the same generator (`identity`: checkpoint step, config hash)."""
   import json  # pylint: disable=g-import-not-at-top
   from reid_jax.data import camstyle  # pylint: disable=g-import-not-at-top
   from reid_jax.training import stargan  # pylint: disable=g-import-not-at-top
-  folder = paths.camstyle_dir(data_dir, dataset)
+  folder = camstyle.set_dir(data_dir, world)
   for name in (camstyle.MANIFEST, camstyle.PARTIAL):
     path = folder / name
     if path.is_file():
@@ -101,5 +101,24 @@ def camstyle_destination(data_dir, dataset: str, identity: dict) -> None:
         saved = json.loads(path.read_text())
       except json.JSONDecodeError:
         raise ReidError(f"{path} is not valid JSON; delete {folder} to rewrite the set") from None
-      stargan.check_same_generator(path, saved, identity)  # the check the writer makes
+      stargan.check_same_generator(path, saved, identity, dataset, world)  # the writer's check
       return
+
+
+def camstyle_set(data_dir, dataset: str, size: str) -> Path:
+  """The complete camera-style set of `dataset`'s training images in the world of `size`, before any
+  training (HHL reads it every step).
+
+  Reads the train split's file names from the prepared dataset's metadata (building it first if
+  needed: `tfds_builders.split_labels`, no image decoded), the camera count from
+  `reid_jax.data.datasets`, and returns `camstyle.find_camstyle_set(..., world=world_of(dataset,
+  size))`: a set of another world is refused naming both, a missing or incomplete one with a line
+  ending in the `experiments.stargan` command that writes it.
+  """
+  from reid_jax.data import camstyle  # pylint: disable=g-import-not-at-top
+  from reid_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  world = camstyle.world_of(dataset, size)
+  labels = tfds_builders.split_labels(dataset, "train", data_dir, size=size)
+  stems = [camstyle.stem_of(str(f)) for f in labels["filename"]]
+  return camstyle.find_camstyle_set(data_dir, dataset, stems,
+                                    datasets_lib.get_spec(dataset).num_cameras, world=world)

@@ -18,9 +18,12 @@ iterations, time and final losses; the camera-style set it wrote, see `write_res
 
 Generation (docs/hhl.md §10.7): every training image, sorted by file name, resized to the training size,
 through G once per camera j = 1..C (its own camera included), (y + 1) / 2 clamped to [0, 1], to uint8,
-saved as JPEG quality 75 under `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg`. Each file is
+saved as JPEG quality 75 under `camstyle.set_dir(data_dir, world)/<stem>_fake_<j>.jpg`. Each file is
 written to a temporary name and renamed, so no truncated JPEG is ever visible; a rerun skips files
-already there; MANIFEST.json is written last.
+already there; MANIFEST.json, naming the world, is written last.
+
+World: a synthetic dataset is read (trained on and translated) in the world of
+`config.data.synthetic_size` (`world`), and its set is keyed by that world (docs/design.md §4).
 """
 
 import concurrent.futures
@@ -63,7 +66,17 @@ class StarGANState:
   d_opt_state: Any
 
 
-# --- models, schedule, optimiser ---------------------------------------------------------------------
+# --- world, models, schedule, optimiser -------------------------------------------------------------
+
+
+def synthetic_size(config) -> str:
+  """The synthetic world size read (`tiny` for a config.json written before the field existed)."""
+  return config.data.get("synthetic_size", "tiny")
+
+
+def world(config, dataset: str) -> dict:
+  """`camstyle.world_of` the images this config trains on and writes fakes of."""
+  return camstyle.world_of(dataset, synthetic_size(config))
 
 
 def image_shape(config) -> tuple[int, int]:
@@ -261,7 +274,7 @@ class TrainingImages:
 
   def __init__(self, dataset: str, data_dir, config):
     from reid_jax.data import tfds_builders  # lazy: TFDS is only needed once data is read
-    self.source = tfds_builders.load_split(dataset, "train", data_dir)
+    self.source = tfds_builders.load_split(dataset, "train", data_dir, size=synthetic_size(config))
     self.cameras = np.asarray(self.source.labels["camid"], np.int32)
     self.filenames = [str(f) for f in self.source.labels["filename"]]
     self.num_cameras = datasets.get_spec(dataset).num_cameras
@@ -408,7 +421,8 @@ def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
   Always: experiment, variant, dataset, config name and sha256, devices, versions. With the
   training `summary` of `train`: iterations, num_iters, train_seconds, num_images, num_cameras and
   `losses` (`loss_summary`, unless the summary carries them). With the camera-style `manifest`:
-  `camstyle` = {dir, num_files, num_images, num_cameras, generator_iteration, generator}. What
+  `camstyle` = {dir, num_files, num_images, num_cameras, generator_iteration, generator, and
+  world when the manifest records one}. What
   this call does not give is kept from the file (so `--generate_only` updates only the set), unless
   the file was written under another config (config_sha256), whose results it drops.
   """
@@ -425,14 +439,15 @@ def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
         losses=loss_summary(workdir) if losses is None else losses)
   update.update(devices=workdir_lib.device_names(), versions=workdir_lib.versions())
   if manifest is not None:
-    folder = camstyle_dir if camstyle_dir is not None else paths.camstyle_dir(
-        paths.default_data_dir(), dataset)
+    folder = camstyle_dir if camstyle_dir is not None else camstyle.set_dir(
+        paths.default_data_dir(), manifest.get("world") or world(config, dataset))
     step = int(manifest["checkpoint_step"])
     update["camstyle"] = {
         "dir": str(folder), "num_files": int(manifest["num_files"]),
         "num_images": int(manifest["num_images"]), "num_cameras": int(manifest["num_cameras"]),
         "generator_iteration": step,
         "generator": generator or ("workdir checkpoint" if step >= 0 else "imported"),
+        **({"world": manifest["world"]} if "world" in manifest else {}),
     }
   return workdir_lib.merge_results(workdir, update, merge_keys=(),
                                    same_run_keys=("config_sha256",))
@@ -587,9 +602,10 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
   """Writes every training image's C fakes and MANIFEST.json; returns the manifest.
 
   The generator is the latest checkpoint of `workdir` unless `g_params` (and `checkpoint_step`)
-  are given, e.g. imported with `stargan_models.load_torch_generator`. Resumable: files already
-  there are kept, a crash leaves no partial file under a final name. A folder begun by another
-  generator or config is refused.
+  are given, e.g. imported with `stargan_models.load_torch_generator`. The set goes to
+  `camstyle.set_dir(data_dir, world(config, dataset))` unless `out_dir` is given. Resumable: files
+  already there are kept, a crash leaves no partial file under a final name. A folder begun by
+  another generator or config, or for another world, is refused.
   """
   from reid_jax.training import workdir as workdir_lib
 
@@ -598,7 +614,8 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     g_params, checkpoint_step = load_generator(config, workdir, num_cameras)
   checkpoint_step = -1 if checkpoint_step is None else int(checkpoint_step)
   config_hash = workdir_lib.config_sha256(config)
-  out = Path(out_dir) if out_dir is not None else paths.camstyle_dir(data_dir, dataset)
+  target = world(config, dataset)
+  out = Path(out_dir) if out_dir is not None else camstyle.set_dir(data_dir, target)
   identity = {"checkpoint_step": checkpoint_step, "config_sha256": config_hash}
 
   data = TrainingImages(dataset, data_dir, config)
@@ -610,15 +627,15 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
                       "the camera-style folder is flat (docs/hhl.md §10.7)")
     manifest = camstyle.read_manifest(out)
     if manifest is not None:
-      check_same_generator(out / camstyle.MANIFEST, manifest, identity)
+      check_same_generator(out / camstyle.MANIFEST, manifest, identity, dataset, target)
       if not camstyle.missing_names(out, stems, num_cameras):
         return manifest
     out.mkdir(parents=True, exist_ok=True)
     partial = out / camstyle.PARTIAL
     if partial.exists():
-      check_same_generator(partial, json.loads(partial.read_text()), identity)
+      check_same_generator(partial, json.loads(partial.read_text()), identity, dataset, target)
     else:
-      atomic_io.write_json(partial, identity)
+      atomic_io.write_json(partial, {**identity, "world": target})
     for stale in out.glob(".*.tmp"):  # left by an interrupted writer; never under a final name
       stale.unlink()
 
@@ -654,7 +671,7 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     h, w = image_shape(config)
     manifest = camstyle.write_manifest(
         out, dataset=dataset, num_cameras=num_cameras, num_images=len(stems),
-        checkpoint_step=checkpoint_step, config_sha256=config_hash, image_size=[h, w],
+        checkpoint_step=checkpoint_step, config_sha256=config_hash, world=target, image_size=[h, w],
         format="jpeg", jpeg_quality=quality, quantize=quantize, variant=config.get("variant"))
     partial.unlink(missing_ok=True)
     return manifest
@@ -662,9 +679,13 @@ def write_camstyle_set(config, workdir, dataset: str, data_dir, *, g_params=None
     data.close()
 
 
-def check_same_generator(path: Path, saved: dict, identity: dict) -> None:
-  """Refuses a camera-style folder whose MANIFEST/.PARTIAL record (`saved`) names another
-  generator than `identity` (checkpoint step, config hash)."""
+def check_same_generator(path: Path, saved: dict, identity: dict, dataset: str,
+                         target: dict) -> None:
+  """Refuses a camera-style folder whose MANIFEST/.PARTIAL record (`saved`) names another world
+  than `target` (`world`) or another generator than `identity` (checkpoint step, config hash)."""
+  mismatch = camstyle.other_world(path.parent, saved, dataset, target)
+  if mismatch is not None:
+    raise ReidError(f"{mismatch} ({path.name}); delete {path.parent} to rewrite it")
   differing = [k for k in identity if saved.get(k) != identity[k]]
   if differing:
     fields = "; ".join(f"{k}: {saved.get(k)} there, {identity[k]} now" for k in differing)

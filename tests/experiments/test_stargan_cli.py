@@ -12,7 +12,8 @@ from reid_jax import paths
 from reid_jax.data import camstyle
 
 REPO = Path(__file__).resolve().parents[2]
-MICRO = ["--config=reid_jax/configs/stargan.py:tiny", "--config.model.image_size=16",
+MICRO = ["--config=reid_jax/configs/stargan.py:tiny", "--config.data.synthetic_size=tiny",
+         "--config.model.image_size=16",
          "--config.model.g_conv_dim=4", "--config.model.g_repeat_num=1",
          "--config.model.d_conv_dim=4", "--config.model.d_repeat_num=2",
          "--config.model.conv_impl=xla", "--config.batch_size=8", "--config.optim.num_iters=3",
@@ -37,14 +38,18 @@ def test_cli_trains_writes_and_skips_on_rerun(data_dir, tmp_path):
   args = ["--dataset=synth_market", f"--data_dir={data_dir}", f"--workdir={workdir}", *MICRO]
   done = _run(*args)
   assert done.returncode == 0, done.stderr[-3000:]
-  out = paths.camstyle_dir(data_dir, "synth_market")
+  world = camstyle.world_of("synth_market", "tiny")  # the world MICRO asks for
+  out = paths.camstyle_dir(data_dir, "synth_market", "tiny", 0)
   manifest = json.loads((out / camstyle.MANIFEST).read_text())
+  assert manifest["world"] == world and list((data_dir / "camstyle").iterdir()) == [out]
   names = sorted(p.name for p in out.glob("*.jpg"))
   assert len(names) == manifest["num_files"] == manifest["num_images"] * 6
   assert names[0].endswith("_fake_1.jpg") and manifest["checkpoint_step"] == 3
   assert (workdir / "config.json").exists() and list((workdir / "figures").glob("*.png"))
   stems = sorted({n.rsplit("_fake_", 1)[0] for n in names})
-  assert camstyle.find_camstyle_set(data_dir, "synth_market", stems, 6) == out
+  assert camstyle.find_camstyle_set(data_dir, "synth_market", stems, 6, world=world) == out
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["camstyle"]["dir"] == str(out) and results["camstyle"]["world"] == world
 
   mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
   again = _run(*args, "--generate_only")

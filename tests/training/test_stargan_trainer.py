@@ -23,6 +23,7 @@ NUM_CAMERAS = 6
 def micro_config(**optim):
   """The tiny variant shrunk to seconds: 16x8 images, widths 4, 4 iterations."""
   config = stargan_config.get_config("tiny")
+  config.data.synthetic_size = "tiny"  # the session data_dir's world
   config.model.image_size = 16
   config.model.g_conv_dim = 4
   config.model.g_repeat_num = 1
@@ -211,6 +212,7 @@ def test_writer_file_set_is_complete_resumable_and_atomic(data_dir, tmp_path, mo
   assert manifest == json.loads((out / camstyle.MANIFEST).read_text())
   assert manifest["num_files"] == len(stems) * NUM_CAMERAS and manifest["checkpoint_step"] == 4
   assert manifest["cameras"] == [1, 2, 3, 4, 5, 6]
+  assert manifest["world"] == camstyle.world_of(DATASET, "tiny")  # the world of the images read
   with Image.open(out / camstyle.fake_name(stems[0], 6)) as image:
     assert image.format == "JPEG" and image.size == (8, 16)  # width x height
     image.load()  # fully decodable
@@ -308,6 +310,7 @@ def test_tiny_training_moves_camera_colours_and_keeps_identity(data_dir, tmp_pat
   nearer each other than fakes of different people in that style.
   """
   config = stargan_config.get_config("tiny")
+  config.data.synthetic_size = "tiny"  # the session data_dir's world (the thresholds' calibration)
   workdir = tmp_path / "wd"
   stargan.train(config, workdir, DATASET, data_dir, show_progress=False)
   data = stargan.TrainingImages(DATASET, data_dir, config)
