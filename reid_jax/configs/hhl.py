@@ -34,6 +34,14 @@ from reid_jax.configs import baseline as baseline_config
 VARIANTS = ("paper", "tiny")
 METHOD_VARIANTS = ("baseline", "lt", "ld", "lc", "hhl")
 
+# docs/hhl.md §13, Table 2 (rank-1, mAP in %): what each method variant reaches on the real data.
+PAPER_TABLE2 = {
+    ("duke", "market"): {"baseline": (44.6, 20.6), "lt": (48.6, 23.5), "ld": (49.8, 23.8),
+                         "lc": (60.6, 28.5), "hhl": (62.2, 31.4)},
+    ("market", "duke"): {"baseline": (32.9, 16.9), "lt": (35.1, 20.5), "ld": (36.8, 21.1),
+                         "lc": (42.5, 22.1), "hhl": (46.9, 27.2)},
+}
+
 
 def get_config(arg=None):
   variant = arg or "paper"
