@@ -34,9 +34,9 @@ and the printout says so; the memory figure stays the paper step's. On the 2-cor
 development machine the CPU analysis gives 26.4 GiB for the paper step (temp 26.1), so it times
 the 1/4 step there (76 images, peak RSS 16 GiB); the paper step needs a larger machine.
 
-`--quick` (1-2 minutes on 2 cores, most of it compiling): resnet_small at 128x64, CE 16, triplet 2 x 4, target 2 x 7,
-2 timed rounds; its memory figure is the quick step's (`--memory_only` compiles the paper step
-and prints its memory alone).
+`--quick` (1-2 minutes on 2 cores, most of it compiling): resnet_small at 128x64, CE 16, triplet
+2 x 4, target 2 x 7, 2 timed rounds; its memory figure is the quick step's (`--memory_only`
+compiles the paper step and prints its memory alone).
 """
 
 # Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
