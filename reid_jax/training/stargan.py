@@ -32,7 +32,6 @@ import functools
 import io
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -457,13 +456,9 @@ def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
 
 
 def _restore(workdir, config, num_cameras):
-  from reid_jax.training import checkpoint as checkpoint_lib
-  template = init_state(config, num_cameras)
-  ckpt = checkpoint_lib.Checkpointer(Path(workdir) / "checkpoints", read_only=True)
-  try:
-    saved, meta = ckpt.restore(dataclasses.asdict(template))
-  finally:
-    ckpt.close()
+  """The latest checkpoint's state and meta, read only (generation)."""
+  from reid_jax.training import loop
+  saved, meta = loop.restore_tree(workdir, dataclasses.asdict(init_state(config, num_cameras)))
   return StarGANState(**saved), meta
 
 
@@ -483,35 +478,36 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
            show_progress: bool = True) -> dict:
   """Trains (or resumes) StarGAN on `dataset`'s training images; returns a summary dict.
 
-  Checkpoints every `config.checkpoint_every` iterations and at the end; a rerun on a finished
-  workdir returns at once. `stop_at` ends this session after that many iterations (with a
-  checkpoint), e.g. to fit a time slot; the next call resumes. A non-finite loss raises ReidError
-  (rerun resumes from the last checkpoint).
+  Runs on `loop.Session` (restore-or-start, clock, NaN guard, cadence, TensorBoard, bar), like the
+  re-ID trainers' loop. Checkpoints every `config.checkpoint_every` iterations and at the end; a
+  rerun on a finished workdir returns at once. `stop_at` ends this session after that many
+  iterations (with a checkpoint), e.g. to fit a time slot; the next call resumes. A non-finite loss
+  raises ReidError (rerun resumes from the last checkpoint).
   """
-  from reid_jax.training import checkpoint as checkpoint_lib
-  from reid_jax.training import metrics as metrics_lib
+  from reid_jax.training import loop
   from reid_jax.training import workdir as workdir_lib
 
   workdir = workdir_lib.prepare(workdir, config)
   data = TrainingImages(dataset, data_dir, config)
   num_cameras = data.num_cameras
   schedule = make_schedule(config, len(data))
-  ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", max_to_keep=2)
-  writer = metrics_lib.MetricWriter(workdir / "tb")
-  figures = workdir / "figures"
+  session = loop.Session(workdir, checkpoint_every=config.checkpoint_every)
+  figures = workdir / workdir_lib.FIGURES_DIR
   figures.mkdir(parents=True, exist_ok=True)
   try:
     state = init_state(config, num_cameras)
-    resumed_from = ckpt.latest_step()
-    train_seconds = 0.0
-    if resumed_from is not None:
-      saved, meta = ckpt.restore(dataclasses.asdict(state))
+    saved, _ = session.restore(dataclasses.asdict(state))
+    if saved is not None:
       state = StarGANState(**saved)
-      train_seconds = float(meta.get("train_seconds", 0.0))
     start = int(state.step)
+
+    def summary():
+      return {"steps": int(state.step), "num_iters": schedule.num_iters,
+              "resumed_from": session.resumed_from, "train_seconds": session.seconds(),
+              "num_cameras": num_cameras, "num_images": len(data)}
+
     if start >= schedule.num_iters:
-      return {"steps": start, "num_iters": schedule.num_iters, "resumed_from": resumed_from,
-              "train_seconds": train_seconds, "num_cameras": num_cameras, "num_images": len(data)}
+      return summary()
 
     train_step = make_train_step(config, num_cameras, schedule)
     translate = make_translate(config, num_cameras)
@@ -524,15 +520,12 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
       fakes = np.asarray(translate(state.g_params, sample_real))
       grid = labelled_sample_grid(sample_real, fakes, data.cameras[sample_rows])
       Image.fromarray(grid).save(figures / f"stargan_samples_{iteration:07d}.png")
-      writer.images(iteration, {"stargan/samples": grid})
+      session.writer.images(iteration, {"stargan/samples": grid})
 
     prefetch = concurrent.futures.ThreadPoolExecutor(1)
     next_batch = prefetch.submit(data.train_batch, start)
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    session_start = time.time()
-    progress = progress_lib.Bar(schedule.num_iters, f"stargan {dataset}", unit="it",
-                                initial=start, enabled=show_progress)
+    progress = session.begin(schedule.num_iters, f"stargan {dataset}", initial=start, unit="it",
+                             enabled=show_progress)
     end = schedule.num_iters if stop_at is None else min(max(stop_at, start), schedule.num_iters)
     try:
       for iteration in range(start, end):
@@ -545,38 +538,28 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
                                              train_step, state, images, cameras, key,
                                              update_g=update_g)
         done = iteration + 1
+        # Metrics reach the host only every log_every iterations: no per-step synchronisation.
         if done % config.log_every == 0 or done == schedule.num_iters:
-          metrics = jax.device_get(metrics)
-          for name, value in metrics.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-            counts[name] = counts.get(name, 0) + 1
-          if not all(np.isfinite(float(v)) for v in metrics.values()):
-            raise ReidError(f"non-finite StarGAN loss at iteration {done}: "
-                            f"{ {k: float(v) for k, v in metrics.items()} }; rerun to resume from the "
-                            f"last checkpoint ({ckpt.latest_step()}) or lower config.optim.*_lr")
-          writer.scalars(done, {k: sums[k] / counts[k] for k in sums})
+          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          session.guard(metrics, f"iteration {done}",
+                        "Rerun to resume from it, or lower config.optim.g_lr and d_lr")
+          session.writer.scalars(done, metrics)
           progress.update_to(done)
           rate = progress.rate  # iterations/s, compilation left out
           images_per_second = "?" if rate is None else f"{rate * config.batch_size:.1f}"
           progress.set_postfix({"D": f"{metrics['D/loss']:.3f}",
                                 "G": f"{metrics.get('G/loss', float('nan')):.3f}",
                                 "img/s": images_per_second}, refresh=True)
-          sums, counts = {}, {}
         if done % config.sample_every == 0 or done == schedule.num_iters:
           progress.first_call("the sample translator", save_samples, done, units=0)
-        if done % config.checkpoint_every == 0 or done in (end, schedule.num_iters):
+        if session.due(done) or done in (end, schedule.num_iters):
           jax.block_until_ready(state)
-          seconds = train_seconds + time.time() - session_start
-          ckpt.save(done, dataclasses.asdict(state), {"step": done, "train_seconds": seconds})
+          session.save(done, dataclasses.asdict(state), step=done)
     finally:
-      progress.close()
       prefetch.shutdown(wait=True, cancel_futures=True)
-    train_seconds += time.time() - session_start
-    return {"steps": int(state.step), "num_iters": schedule.num_iters, "resumed_from": resumed_from,
-            "train_seconds": train_seconds, "num_cameras": num_cameras, "num_images": len(data)}
+    return summary()
   finally:
-    writer.close()
-    ckpt.close()
+    session.close()
     data.close()
 
 

@@ -154,6 +154,32 @@ def test_resume_is_exact_and_outputs_are_written(data_dir, tmp_path, capsys):
     stargan.train(micro_config(g_lr=1e-3), straight, DATASET, data_dir, show_progress=False)
 
 
+def test_nan_guard_names_the_iteration_and_keeps_the_last_good_checkpoint(data_dir, tmp_path,
+                                                                          monkeypatch):
+  config = micro_config()  # logs every iteration, checkpoints every 2
+  real_step = stargan.make_train_step
+
+  def poisoned(*args):
+    step = real_step(*args)
+
+    def train_step(state, *rest, **kwargs):
+      state, metrics = step(state, *rest, **kwargs)
+      if int(state.step) == 3:
+        metrics = {**metrics, "D/loss": jnp.float32(jnp.nan)}
+      return state, metrics
+    return train_step
+
+  monkeypatch.setattr(stargan, "make_train_step", poisoned)
+  workdir = tmp_path / "wd"
+  with pytest.raises(ReidError) as error:
+    stargan.train(config, workdir, DATASET, data_dir, show_progress=False)
+  line = str(error.value)
+  assert "D/loss nan" in line and "at iteration 3;" in line and "\n" not in line
+  assert "Last good checkpoint: step 2 in" in line and "optim.g_lr" in line
+  assert stargan.load_generator(config, workdir, NUM_CAMERAS)[1] == 2  # nothing saved after it
+  assert not (workdir / "results.json").exists()
+
+
 def test_sample_grid_layout():
   real = np.full((2, 4, 2, 3), -1.0, np.float32)
   fakes = np.stack([np.full((2, 4, 2, 3), c / 2.0, np.float32) for c in range(3)])
