@@ -34,13 +34,19 @@ def datasets(data_dir, names, size: str = "tiny") -> dict:
   """
   from reid_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
   names = list(dict.fromkeys(names))
+  missing = []
   for name in names:
     spec = datasets_lib.get_spec(name)
     if spec.synthetic:
       continue
     probe = tfds_builders.builder(name, data_dir, size, prepare=False)
     if not probe.is_prepared():
-      tfds_builders.raw_root(name, data_dir)  # raises the missing-dataset message
+      try:
+        tfds_builders.raw_root(name, data_dir)
+      except ReidError as error:  # the missing-dataset message; every missing one is said at once
+        missing.append(str(error))
+  if missing:
+    raise ReidError("; ".join(missing))
   return {name: tfds_builders.builder(name, data_dir, size) for name in names}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reid_jax import paths
+from reid_jax.data import camstyle
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATION_SECONDS = 30  # every validation failure must come before this much time has passed
@@ -24,7 +25,8 @@ VALIDATION_SECONDS = 30  # every validation failure must come before this much t
 QUICK = ("--config.data.synthetic_size=tiny", "--config.model.pretrained=",
          "--config.optim.milestones=(1,)", "--config.checkpoint_every_steps=2",
          "--config.data.height=64", "--config.data.width=32")
-STARGAN_MICRO = ("--config=reid_jax/configs/stargan.py:tiny", "--config.model.image_size=16",
+STARGAN_MICRO = ("--config=reid_jax/configs/stargan.py:tiny", "--config.data.synthetic_size=tiny",
+                 "--config.model.image_size=16",
                  "--config.model.g_conv_dim=4", "--config.model.g_repeat_num=1",
                  "--config.model.d_conv_dim=4", "--config.model.d_repeat_num=2",
                  "--config.batch_size=8", "--config.optim.num_iters=3",
@@ -109,10 +111,11 @@ def test_a_corrupt_target_image_is_found_before_training(data_dir, tmp_path):
 def test_stargan_refuses_a_camstyle_folder_of_another_generator_before_training(
     data_dir, tmp_path):
   private = _synth_data_dir(data_dir, tmp_path, "synth_market")
-  folder = paths.camstyle_dir(private, "synth_market")
+  world = camstyle.world_of("synth_market", "tiny")
+  folder = camstyle.set_dir(private, world)
   folder.mkdir(parents=True)
   (folder / "MANIFEST.json").write_text(json.dumps(
-      {"checkpoint_step": 3, "config_sha256": "made-by-another-config"}))
+      {"checkpoint_step": 3, "config_sha256": "made-by-another-config", "world": world}))
   workdir = tmp_path / "wd"
   result = _run("experiments.stargan", "--dataset=synth_market", f"--data_dir={private}",
                 f"--workdir={workdir}", *STARGAN_MICRO)
