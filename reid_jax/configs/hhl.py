@@ -17,7 +17,11 @@ Variants:
          docs/testbed.md), with the paper's batch ratio 128 / 64 / 16 scaled by 1/4:
          CE 32, triplet 16 = 4 identities x 4, target 4 images x (C + 1).
 
-Expected with the tiny variant: not measured yet (WORKSPACE.md, "HHL on the testbed").
+Expected with the tiny variant (`python -m benchmarks.hhl_testbed --seeds=1`, seed 0, docs/testbed.md
+"HHL on the testbed"; target rank-1 / mAP in %): synth_duke -> synth_market baseline 4.6 / 4.1,
+lt 4.5 / 3.9, ld 6.5 / 5.3, lc 4.2 / 4.5, hhl 3.9 / 3.7; synth_market -> synth_duke 5.3 / 4.3,
+3.9 / 4.2, 5.7 / 4.6, 5.4 / 4.1, 6.3 / 4.7 (with the tiny StarGAN's fakes, which lose the person on
+synth_market). About 4-7 minutes of training per run on 2 cores.
 
 Method variants (`--variant`, config field `hhl.variant`; docs/hhl.md §4 table, Table 2 rows):
   baseline  Basel. (S): cross-entropy only, no FC-128, the baseline's optimiser groups (§9)
