@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -299,16 +300,23 @@ def run(main, configs: ConfigFile | None = None):
       print(f"error: {error}", file=sys.stderr)
       sys.exit(1)
     except KeyboardInterrupt:
-      print(f"\n{INTERRUPTED}", file=sys.stderr)
-      sys.exit(130)
+      _exit_interrupted()
 
   sys.argv = argv
   console.quiet_third_party()  # library logging below ERROR off the console (`log_to` adds a file)
   try:
     app.run(guarded_main, flags_parser=_parse_flags_or_exit_2)
   except KeyboardInterrupt:  # before main started (e.g. while importing or parsing)
-    print(f"\n{INTERRUPTED}", file=sys.stderr)
-    sys.exit(130)
+    _exit_interrupted()
+
+
+def _exit_interrupted() -> None:
+  """Ctrl-C: one line, exit 130, at once. `os._exit` so that a library thread left waiting (an
+  interrupted orbax save) cannot keep the process alive; every file we write is atomic."""
+  print(f"\n{INTERRUPTED}", file=sys.stderr)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(130)
 
 
 def log_to(workdir) -> Path:

@@ -42,6 +42,7 @@ class Checkpointer:
 
   def __init__(self, directory, max_to_keep: int = 2, read_only: bool = False):
     self.directory = Path(directory).absolute()
+    self._interrupted = False  # a save was interrupted (Ctrl-C, crash): `close` must not wait
     if read_only and not self.directory.is_dir():
       raise ReidError(f"no checkpoints in {self.directory}: train first (the workdir holds none)")
     options = ocp.CheckpointManagerOptions(
@@ -77,6 +78,7 @@ class Checkpointer:
       self._manager.wait_until_finished()
     except BaseException:  # Ctrl-C or a crash mid-save: no temporary folder is left behind
       self.remove_temporary()
+      self._interrupted = True
       raise
 
   def remove_temporary(self) -> None:
@@ -103,7 +105,10 @@ class Checkpointer:
     return restored[_STATE], dict(restored[_META] or {})
 
   def close(self) -> None:
-    self._manager.close()
+    # After an interrupted save orbax may still wait on that save's threads: closing would hang
+    # the Ctrl-C path; the step was never completed, so there is nothing left to finish.
+    if not self._interrupted:
+      self._manager.close()
 
   def __enter__(self):
     return self
