@@ -20,7 +20,6 @@ from absl import flags
 
 from reid_jax import cli
 from reid_jax import paths
-from reid_jax.data import datasets
 from reid_jax.evaluation import tables
 from reid_jax.training import baseline
 from reid_jax.training import trainer
@@ -38,16 +37,10 @@ flags.DEFINE_string("workdir", None, "default workdirs/baseline/<src>_to_<tgt>[_
 cli.define_config_flag(CONFIGS, "variant paper for real datasets, tiny when both are synthetic")
 
 
-def default_variant(src: str, tgt: str) -> str:
-  """paper when a real dataset is involved, tiny when both are synthetic (docs/design.md §3)."""
-  synthetic = datasets.get_spec(src).synthetic and datasets.get_spec(tgt).synthetic
-  return "tiny" if synthetic else "paper"
-
-
 def main(overrides):
   src, tgt = FLAGS.src, FLAGS.tgt
   preflight.dataset_names(src, tgt)
-  config, config_name = cli.load_config(CONFIGS, FLAGS.config, default_variant(src, tgt),
+  config, config_name = cli.load_config(CONFIGS, FLAGS.config, cli.default_variant(src, tgt),
                                         overrides)
   config = cli.with_command_fields(config, src=src, tgt=tgt, config_name=config_name)
   variant = config.variant if config.variant != "paper" else None
@@ -56,9 +49,7 @@ def main(overrides):
   print(f"config {config_name}:\n{config}")
   cli.log_to(workdir)
   # Before any long work: the workdir's config, the pretrained file, every dataset it reads.
-  workdir_lib.check(workdir, config, ignore=("config_name",))
-  preflight.pretrained(config.model, data_dir)
-  preflight.datasets(data_dir, (src, tgt), size=config.data.synthetic_size)
+  preflight.training_run(workdir, config, data_dir, src, tgt)
   workdir_lib.prepare(workdir, config, ignore=("config_name",))
   print(f"workdir {workdir}")
   results = trainer.train_and_evaluate(baseline.METHOD, config, workdir, data_dir, src, tgt, config_name)

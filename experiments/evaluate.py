@@ -38,7 +38,8 @@ def main(overrides):
   preflight.dataset_names(FLAGS.dataset)
   workdir = Path(FLAGS.workdir)
   # Before any long work: a trained workdir and the dataset's prepared query/gallery.
-  preflight.checkpoint_exists(workdir)
+  preflight.checkpoint_exists(workdir, "train first (experiments.baseline or experiments.hhl with "
+                                       "this --workdir)")
   cli.log_to(workdir)
   config = workdir_lib.load_config(workdir)
   data_dir = FLAGS.data_dir or paths.default_data_dir()

@@ -22,7 +22,6 @@ from absl import flags
 from reid_jax import cli
 from reid_jax import paths
 from reid_jax.configs import hhl as hhl_config
-from reid_jax.data import datasets
 from reid_jax.evaluation import tables
 from reid_jax.training import hhl
 from reid_jax.training import preflight
@@ -43,16 +42,10 @@ flags.DEFINE_string("workdir", None,
 cli.define_config_flag(CONFIGS, "variant paper for real datasets, tiny when both are synthetic")
 
 
-def default_variant(src: str, tgt: str) -> str:
-  """paper when a real dataset is involved, tiny when both are synthetic (docs/design.md §3)."""
-  synthetic = datasets.get_spec(src).synthetic and datasets.get_spec(tgt).synthetic
-  return "tiny" if synthetic else "paper"
-
-
 def main(overrides):
   src, tgt = FLAGS.src, FLAGS.tgt
   preflight.dataset_names(src, tgt)
-  config, config_name = cli.load_config(CONFIGS, FLAGS.config, default_variant(src, tgt),
+  config, config_name = cli.load_config(CONFIGS, FLAGS.config, cli.default_variant(src, tgt),
                                         overrides)
   # --variant wins; without it the config's own (e.g. a workdir's config.json) stands.
   variant = FLAGS.variant if FLAGS["variant"].present else config.hhl.variant
@@ -66,9 +59,7 @@ def main(overrides):
   print(f"config {config_name}, variant {variant}:\n{config}")
   cli.log_to(workdir)
   # Before any long work: the workdir's config, both datasets, the pretrained file, the fakes.
-  workdir_lib.check(workdir, config, ignore=("config_name",))
-  preflight.pretrained(config.model, data_dir)
-  preflight.datasets(data_dir, (src, tgt), size=config.data.synthetic_size)
+  preflight.training_run(workdir, config, data_dir, src, tgt)
   folder = hhl.camstyle_folder(config, data_dir, tgt)
   if folder is not None:
     print(f"camera-style set of {tgt}: {folder}")

@@ -89,7 +89,7 @@ def main(overrides):
     if not Path(FLAGS.torch_generator).is_file():
       raise ReidError(f"--torch_generator={FLAGS.torch_generator}: no such file")
   elif FLAGS.generate_only:
-    preflight.checkpoint_exists(workdir)
+    preflight.checkpoint_exists(workdir, "train first (run the command without --generate_only)")
   workdir_lib.check(workdir, config)
   preflight.datasets(data_dir, (dataset,), size=stargan.synthetic_size(config))
   step = -1 if FLAGS.torch_generator else _final_step(config, workdir, dataset, data_dir)

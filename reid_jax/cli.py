@@ -319,6 +319,12 @@ def _exit_interrupted() -> None:
   os._exit(130)
 
 
+def default_variant(*names: str, real: str = "paper") -> str:
+  """`tiny` when every dataset is synthetic, else `real` (docs/design.md §3)."""
+  from reid_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  return "tiny" if all(datasets.get_spec(n).synthetic for n in names) else real
+
+
 def log_to(workdir) -> Path:
   """Library log lines (orbax, absl, jax, TFDS) of this run go to `<workdir>/log.txt`."""
   path = Path(workdir) / "log.txt"

@@ -85,8 +85,9 @@ def apply_method_variant(config, method_variant: str):
   """Sets `hhl.variant`; `baseline` also takes the baseline's network and optimiser groups
   (docs/hhl.md §4 table: no FC-128, `baseline.py`'s embedding_layers, §9)."""
   if method_variant not in METHOD_VARIANTS:
-    raise ValueError(f"unknown method variant {method_variant!r}; choose one of "
-                     f"{', '.join(METHOD_VARIANTS)}")
+    from reid_jax.errors import UsageError  # pylint: disable=g-import-not-at-top
+    raise UsageError(f"config field hhl.variant={method_variant!r}: choose one of "
+                     f"{', '.join(METHOD_VARIANTS)} (docs/hhl.md §4)")
   config.hhl.variant = method_variant
   if method_variant == "baseline":
     config.model.triplet_features = 0

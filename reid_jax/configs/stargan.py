@@ -23,8 +23,8 @@ VARIANTS = ("reference_code", "paper", "tiny")
 
 def default_variant(dataset: str) -> str:
   """The variant `python -m experiments.stargan --dataset=D` takes without --config."""
-  from reid_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  return "tiny" if datasets.get_spec(dataset).synthetic else "reference_code"
+  from reid_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.default_variant(dataset, real="reference_code")
 
 
 def get_config(arg=None):

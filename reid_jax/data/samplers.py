@@ -163,16 +163,21 @@ def target_batches(filenames: Sequence[str], batch_size: int, seed: int, epoch: 
     num_cameras: C, the target dataset's camera count.
   """
   batches = shuffled_batches(len(filenames), batch_size, seed, epoch, stream)
-  return with_camstyle_files(batches, filenames, camstyle_folder, num_cameras)
+  return with_fake_paths(batches, fake_path_table(filenames, camstyle_folder, num_cameras))
 
 
-def with_camstyle_files(index_batches, filenames: Sequence[str], camstyle_folder=None,
-                        num_cameras: int = 0) -> list[TargetBatch]:
-  """`[num_batches, B]` target indices as TargetBatches with their C camera-style files."""
+def fake_path_table(filenames: Sequence[str], camstyle_folder=None,
+                    num_cameras: int = 0) -> np.ndarray:
+  """`[N, C]` camera-style paths of every image (`[N, 0]` without a folder): built once per
+  stream, then indexed by every batch."""
   if camstyle_folder is None or num_cameras == 0:
-    return [TargetBatch(b, np.zeros((len(b), 0), dtype=object)) for b in index_batches]
-  files = camstyle_files(filenames, camstyle_folder, num_cameras)
-  return [TargetBatch(b, files[b]) for b in index_batches]
+    return np.zeros((len(filenames), 0), dtype=object)
+  return camstyle_files(filenames, camstyle_folder, num_cameras)
+
+
+def with_fake_paths(index_batches, fake_paths: np.ndarray) -> list[TargetBatch]:
+  """`[num_batches, B]` target indices as TargetBatches with their rows of `fake_paths`."""
+  return [TargetBatch(b, fake_paths[b]) for b in index_batches]
 
 
 def distinct_identity_batches(pids, batch_size: int, seed: int, epoch: int,

@@ -112,27 +112,28 @@ def target_stream(target, camstyle_folder, num_cameras: int, data_config, seed: 
   """
   filenames = [str(f) for f in target.labels["filename"]]
   size = data_config.target_batch_size
-  num_cameras = num_cameras if camstyle_folder is not None else 0
   if sampling == "random":
-    def sampled(pass_index):
-      return samplers.target_batches(filenames, size, seed, pass_index, camstyle_folder,
-                                     num_cameras, stream=TARGET_STREAM)
+    def index_batches(pass_index):
+      return samplers.shuffled_batches(len(filenames), size, seed, pass_index, TARGET_STREAM)
   elif sampling == "oracle":
-    def sampled(pass_index):
-      indices = samplers.distinct_identity_batches(target.labels["pid"], size, seed, pass_index,
-                                                   stream=TARGET_STREAM)
-      return samplers.with_camstyle_files(indices, filenames, camstyle_folder, num_cameras)
+    def index_batches(pass_index):
+      return samplers.distinct_identity_batches(target.labels["pid"], size, seed, pass_index,
+                                                stream=TARGET_STREAM)
   else:
     raise ReidError(f"config field hhl.target_sampling={sampling!r}: choose 'random' or 'oracle' "
                     "(docs/hhl.md §5; 'kmeans' is not built)")
-  num_batches = len(sampled(0))
+  num_batches = len(index_batches(0))
   if num_batches == 0:
     raise ReidError(f"the target training split has {len(filenames)} images, fewer than config "
                     f"data.target_batch_size={size}")
+  fake_paths = samplers.fake_path_table(filenames, camstyle_folder, num_cameras)
+
+  def sampled(pass_index, stop):
+    return samplers.with_fake_paths(index_batches(pass_index)[:stop], fake_paths)
 
   def batches(pass_index, start, stop):
     for batch in pipeline.target_batches(
-        target, sampled(pass_index)[:stop], seed=seed, epoch=pass_index,
+        target, sampled(pass_index, stop), seed=seed, epoch=pass_index,
         height=data_config.height, width=data_config.width, label_mode=label_mode,
         start_step=start, stream=TARGET_STREAM, num_threads=data_config.num_workers):
       yield {k: batch[k] for k in TARGET_KEYS}

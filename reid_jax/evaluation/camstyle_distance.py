@@ -272,14 +272,14 @@ def paper_figures(src: str | None, tgt: str) -> dict | None:
 def check_workdir(workdir) -> dict:
   """The workdir's config.json (with a `tgt`) and a checkpoint exist; returns the config."""
   from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from reid_jax.training import preflight  # pylint: disable=g-import-not-at-top
   workdir = Path(workdir)
+  preflight.checkpoint_exists(workdir, "train the workdir first (e.g. python -m "
+                                       "experiments.baseline with this --workdir)")
   config = workdir_lib.load_config(workdir)
   if not config.get("tgt"):
     raise ReidError(f"{workdir / workdir_lib.CONFIG_FILE} has no tgt field: give the workdir of "
                     "a cross-domain run (experiments.baseline or HHL)")
-  if not workdir_lib.has_checkpoint(workdir):
-    raise ReidError(f"no checkpoint in {workdir / workdir_lib.CHECKPOINT_DIR}: train the workdir "
-                    "first (e.g. python -m experiments.baseline with this --workdir)")
   return config
 
 

@@ -75,16 +75,25 @@ def pretrained(model_config, data_dir) -> None:
   torchvision_import.load_trunk(path, model_config.arch)  # names a missing key or shape
 
 
-def checkpoint_exists(workdir) -> None:
-  """The workdir holds a config.json and a checkpoint (for evaluation or --generate_only)."""
+def checkpoint_exists(workdir, advice: str = "train first") -> None:
+  """The workdir holds a config.json and a checkpoint (for evaluation or --generate_only);
+  `advice` ends the message when the checkpoint is missing."""
   from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir = Path(workdir)
   if not (workdir / workdir_lib.CONFIG_FILE).is_file():
     raise ReidError(f"{workdir / workdir_lib.CONFIG_FILE} not found: {workdir} is not a "
                     "training workdir (train first)")
   if not workdir_lib.has_checkpoint(workdir):
-    raise ReidError(f"no checkpoint in {workdir / workdir_lib.CHECKPOINT_DIR}: train first "
-                    "(run the command without --generate_only)")
+    raise ReidError(f"no checkpoint in {workdir / workdir_lib.CHECKPOINT_DIR}: {advice}")
+
+
+def training_run(workdir, config, data_dir, src: str, tgt: str) -> None:
+  """What a re-ID training command checks before any long work: the workdir's config (locked once
+  a checkpoint exists), the pretrained file, then both datasets (prepared)."""
+  from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.check(workdir, config, ignore=("config_name",))
+  pretrained(config.model, data_dir)
+  datasets(data_dir, (src, tgt), size=config.data.synthetic_size)
 
 
 def latest_checkpoint_step(workdir) -> int:
