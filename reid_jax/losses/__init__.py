@@ -12,6 +12,11 @@ _NAMES = {
     "generator_loss": "gan",
     "gradient_penalty": "gan",
     "camera_cross_entropy": "gan",
+    "contrastive_loss": "arn",
+    "contrastive_loss_draft": "arn",
+    "reconstruction_loss": "arn",
+    "difference_loss": "arn",
+    "mmd_loss": "arn",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = _exports.lazy(__name__, _NAMES)
