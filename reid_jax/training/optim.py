@@ -15,11 +15,17 @@ exactly (docs/hhl.md §6 optax mapping).
 
 The schedule is piecewise constant in epochs: lr_base(e) = base_lr x gamma^(number of milestones
 <= e) (docs/hhl.md §6: 0.1, x0.1 at epoch 40 of 60).
+
+A group may also be held still for its first epochs (`optim.frozen_epochs = {group: N}`, ARN's
+warm-up, docs/arn_triplet_eval.md §1.4 item 4): for N epochs it gets no update and no weight decay
+and its momentum buffer stays empty, as a PyTorch parameter with `requires_grad=False` would; then
+it trains under the shared schedule, so milestones keep counting from step 0.
 """
 
 from typing import Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from reid_jax.errors import ReidError
@@ -79,11 +85,31 @@ def epoch_schedule(base_lr: float, milestones: Sequence[int], gamma: float,
   return optax.piecewise_constant_schedule(float(base_lr), boundaries)
 
 
+def zero_until(num_steps: int) -> optax.GradientTransformation:
+  """Zero updates for the first `num_steps` calls, identity afterwards."""
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    active = state.count >= num_steps
+    updates = jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), updates)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init, update)
+
+
 def sgd_group(schedule: optax.Schedule, lr_mult: float, momentum: float, nesterov: bool,
-              weight_decay: float) -> optax.GradientTransformation:
-  """`torch.optim.SGD(lr=schedule x lr_mult, momentum, nesterov, weight_decay)` for one group."""
+              weight_decay: float, frozen_steps: int = 0) -> optax.GradientTransformation:
+  """`torch.optim.SGD(lr=schedule x lr_mult, momentum, nesterov, weight_decay)` for one group,
+  held still (no update, no decay, empty momentum) for its first `frozen_steps` steps."""
+  parts = [optax.add_decayed_weights(weight_decay)]  # coupled L2: before the momentum (docs/hhl.md §6)
+  if frozen_steps > 0:
+    parts.append(zero_until(frozen_steps))  # before the trace, so that it stays empty
   return optax.chain(
-      optax.add_decayed_weights(weight_decay),  # coupled L2: before the momentum (docs/hhl.md §6)
+      *parts,
       optax.trace(decay=momentum, nesterov=nesterov),
       optax.scale_by_schedule(lambda count: -schedule(count) * lr_mult),
   )
@@ -97,18 +123,22 @@ class Optimiser:
     labels: the group-name pytree for the params it was built for.
     schedule: lr_base(step).
     lr_mult: group -> multiplier (frozen groups omitted).
+    frozen_steps: group -> steps it is held still at the start (warm-up; absent: none).
   """
 
-  def __init__(self, tx, labels, schedule, lr_mult):
+  def __init__(self, tx, labels, schedule, lr_mult, frozen_steps=None):
     self.tx = tx
     self.labels = labels
     self.schedule = schedule
     self.lr_mult = dict(lr_mult)
+    self.frozen_steps = dict(frozen_steps or {})
 
   def learning_rates(self, step: int) -> dict[str, float]:
-    """{group: lr applied at `step`} for every non-frozen group present in the params."""
+    """{group: lr applied at `step`} for every non-frozen group present in the params (0 while a
+    group's warm-up holds it still)."""
     base = float(self.schedule(step))
-    return {group: base * mult for group, mult in sorted(self.lr_mult.items())}
+    return {group: (0.0 if step < self.frozen_steps.get(group, 0) else base * mult)
+            for group, mult in sorted(self.lr_mult.items())}
 
 
 def build_optimiser(params, optim_config, rules: Mapping[str, str],
@@ -127,6 +157,13 @@ def build_optimiser(params, optim_config, rules: Mapping[str, str],
   lr_mult_config = dict(optim_config.lr_mult)
   schedule = epoch_schedule(optim_config.base_lr, optim_config.milestones, optim_config.gamma,
                             steps_per_epoch)
+  frozen_epochs = dict(optim_config.get("frozen_epochs", None) or {})
+  unknown = sorted(set(frozen_epochs) - groups)
+  if unknown:
+    raise ReidError(f"config field optim.frozen_epochs names {unknown}, not parameter groups of "
+                    f"this model ({sorted(groups)})")
+  frozen_steps = {group: int(epochs) * int(steps_per_epoch)
+                  for group, epochs in frozen_epochs.items() if int(epochs) > 0}
   transforms, lr_mult = {}, {}
   for group in sorted(groups):
     mult = FROZEN if group == FROZEN else lr_mult_config.get(group)
@@ -138,9 +175,11 @@ def build_optimiser(params, optim_config, rules: Mapping[str, str],
     else:
       lr_mult[group] = float(mult)
       transforms[group] = sgd_group(schedule, float(mult), optim_config.momentum,
-                                    optim_config.nesterov, optim_config.weight_decay)
+                                    optim_config.nesterov, optim_config.weight_decay,
+                                    frozen_steps.get(group, 0))
   tx = optax.multi_transform(transforms, labels)
-  return Optimiser(tx, labels, schedule, lr_mult)
+  return Optimiser(tx, labels, schedule, lr_mult,
+                   {g: n for g, n in frozen_steps.items() if g in lr_mult})
 
 
 def learning_rate_fn(optimiser: Optimiser) -> Callable[[int], dict[str, float]]:

@@ -109,3 +109,47 @@ def test_unknown_module_and_missing_multiplier_are_named():
                           {"classifier": "classifier"}, 1)
   with pytest.raises(ReidError, match="embedding_layers"):
     optim.reid_net_rules("trunk_only")
+
+
+def test_warm_up_holds_a_group_still_then_trains_it_like_a_fresh_torch_parameter():
+  # docs/arn_triplet_eval.md §1.4 item 4 (b): E_I frozen for the first epochs, then trained. In
+  # PyTorch that is `requires_grad=False` until the epoch, then SGD on a fresh momentum buffer;
+  # the schedule's milestones still count from step 0.
+  rng = np.random.default_rng(1)
+  params = {"backbone": {"w": rng.normal(size=(3, 2)).astype(np.float32)},
+            "classifier": {"w": rng.normal(size=(2, 2)).astype(np.float32)}}
+  config = _optim_config({"trunk": 0.1, "classifier": 1.0})
+  config.frozen_epochs = {"trunk": 1}
+  steps_per_epoch, num_steps = 2, 6  # trunk still at steps 0-1; lr x0.1 from step 4 (epoch 2)
+  opt = optim.build_optimiser(params, config, {"backbone": "trunk", "classifier": "classifier"},
+                              steps_per_epoch)
+  grads = [jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)
+           for _ in range(num_steps)]
+  ours, state, trajectory = jax.tree.map(jnp.asarray, params), opt.tx.init(params), []
+  for g in grads:
+    updates, state = opt.tx.update(g, state, ours)
+    ours = optax.apply_updates(ours, updates)
+    trajectory.append(np.asarray(ours["backbone"]["w"]))
+  # Bitwise still during the warm-up, moving afterwards.
+  for still in trajectory[:steps_per_epoch]:
+    np.testing.assert_array_equal(still, params["backbone"]["w"])
+  assert not np.allclose(trajectory[steps_per_epoch], params["backbone"]["w"])
+
+  w = torch.tensor(params["backbone"]["w"], requires_grad=True)
+  sgd = torch.optim.SGD([w], lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+  for i, g in enumerate(grads[steps_per_epoch:], start=steps_per_epoch):
+    if i == 2 * steps_per_epoch:
+      sgd.param_groups[0]["lr"] = 0.001
+    w.grad = torch.tensor(g["backbone"]["w"])
+    sgd.step()
+  np.testing.assert_allclose(np.asarray(ours["backbone"]["w"]), w.detach().numpy(), atol=1e-6)
+  assert [opt.learning_rates(s)["trunk"] for s in (0, 1, 2, 4)] == pytest.approx(
+      [0.0, 0.0, 0.01, 0.001])
+  assert opt.learning_rates(0)["classifier"] == pytest.approx(0.1)
+
+
+def test_warm_up_of_an_unknown_group_is_refused_by_name():
+  config = _optim_config({"trunk": 0.1, "classifier": 1.0})
+  config.frozen_epochs = {"encoders": 5}
+  with pytest.raises(ReidError, match="optim.frozen_epochs.*encoders"):
+    optim.build_optimiser({"backbone": {"w": jnp.zeros(2)}}, config, {"backbone": "trunk"}, 2)
