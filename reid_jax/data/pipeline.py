@@ -98,7 +98,7 @@ def _run_batches(plans: Iterable[Callable[[], tuple[dict, list[Callable[[], None
 def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, height: int = 256,
                   width: int = 128, labels: np.ndarray | None = None, start_step: int = 0,
                   stream: int = 0, erasing_probability: float = 0.0, num_threads: int = 4,
-                  prefetch: int = 2) -> Iterator[dict]:
+                  prefetch: int = 2, transform=None) -> Iterator[dict]:
   """Training batches for the index batches of one epoch (from `reid_jax.data.samplers`).
 
   Args:
@@ -111,10 +111,13 @@ def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, hei
     erasing_probability: random erasing (docs/hhl.md §7 step 6; 0 = off, the reference's setting).
     num_threads: decode/augment threads (0: in the calling thread).
     prefetch: batches prepared ahead of the consumer.
+    transform: `(image, rng, height, width, erasing_probability) -> image`
+      (`transforms.train_transform_for`); default HHL's `transforms.train_transform`.
 
   Yields:
     `{'image': float32 [B, H, W, 3], 'label': int32 [B], 'camid': int32 [B], 'index': int32 [B]}`.
   """
+  transform = transform or transforms.train_transform
   if labels is None:
     labels, _ = relabel(source.labels["pid"])
   camids = np.asarray(source.labels["camid"])
@@ -127,9 +130,8 @@ def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, hei
 
       def task(k: int):
         def run():
-          images[k] = transforms.train_transform(
-              encoded[k], image_rng(seed, epoch, step, k, stream), height, width,
-              erasing_probability)
+          images[k] = transform(encoded[k], image_rng(seed, epoch, step, k, stream), height,
+                                width, erasing_probability)
         return run
 
       batch = {"image": images, "label": np.asarray(labels)[indices_].astype(np.int32),
@@ -152,7 +154,7 @@ def _read_file(path) -> bytes:
 def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: int,
                    height: int = 256, width: int = 128, label_mode: str = "index",
                    start_step: int = 0, stream: int = 0, num_threads: int = 4,
-                   prefetch: int = 2) -> Iterator[dict]:
+                   prefetch: int = 2, transform=None) -> Iterator[dict]:
   """HHL target batches: reals and their camera-style versions, augmented independently.
 
   Args:
@@ -162,7 +164,7 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
     label_mode: 'index' (default): sample label `TARGET_LABEL_OFFSET + index`, unique per target
       image; 'code_random': the reference code's `int(U[0, 1) * 10000 + 1000)` drawn per sample
       per load (docs/hhl.md §4; collisions possible, as there).
-    start_step, num_threads, prefetch: as `train_batches`.
+    start_step, num_threads, prefetch, transform: as `train_batches`.
 
   Yields:
     `{'image': float32 [B (C+1), H, W, 3], 'label': int32 [B (C+1)], 'camid': int32,
@@ -172,6 +174,7 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
   if label_mode not in ("index", "code_random"):
     raise ReidError(f"label_mode={label_mode!r}: choose 'index' or 'code_random'")
   camids = np.asarray(source.labels["camid"])
+  transform = transform or transforms.train_transform
 
   def plan_for(step: int, tb: TargetBatch):
     def plan():
@@ -185,8 +188,7 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
       def task(k: int):
         def run():
           data = encoded[k] if k < B else _read_file(fake_paths[k - B])
-          images[k] = transforms.train_transform(data, image_rng(seed, epoch, step, k, stream),
-                                                 height, width)
+          images[k] = transform(data, image_rng(seed, epoch, step, k, stream), height, width, 0.0)
         return run
 
       if label_mode == "index":

@@ -26,10 +26,11 @@ import numpy as np
 from reid_jax.data import pipeline
 from reid_jax.data import samplers
 from reid_jax.data import tfds_builders
+from reid_jax.data import transforms
 from reid_jax.errors import ReidError
 
 # Salts of the streams' random draws. The CE stream keeps 0, the baseline's draws since its start.
-CE_STREAM, TRIPLET_STREAM, TARGET_STREAM = 0, 1, 2
+CE_STREAM, TRIPLET_STREAM, TARGET_STREAM, ARN_SOURCE_STREAM = 0, 1, 2, 3
 TRAIN_KEYS = ("image", "label")  # what a loss needs from a labelled batch
 TARGET_KEYS = ("image", "label", "is_fake")
 
@@ -56,7 +57,8 @@ def _train_batches(source, index_batches, data_config, seed, epoch, start, strea
   for batch in pipeline.train_batches(
       source, index_batches, seed=seed, epoch=epoch, height=data_config.height,
       width=data_config.width, labels=labels, start_step=start, stream=stream,
-      erasing_probability=erasing_probability, num_threads=data_config.num_workers):
+      erasing_probability=erasing_probability, num_threads=data_config.num_workers,
+      transform=transforms.train_transform_for(data_config)):
     yield {k: batch[k] for k in keys}
 
 
@@ -73,17 +75,19 @@ def ce_stream(source, data_config, seed: int) -> EpochBatches:
   return epoch_batches
 
 
-def pk_stream(source, data_config, seed: int) -> Stream:
-  """The source triplet stream: `data.triplet_batch_size` = P identities x `data.num_instances`
-  images (docs/hhl.md §5: 8 x 8 = 64, the reference's random-identity sampler `pk_batches(...,
-  variant='hhl')`, so every pass has the same length). Labels: the relabelled identities."""
+def pk_stream(source, data_config, seed: int, batch_size: int | None = None,
+              salt: int = TRIPLET_STREAM) -> Stream:
+  """The source triplet stream: `data.triplet_batch_size` (or `batch_size`) = P identities x
+  `data.num_instances` images (docs/hhl.md §5: 8 x 8 = 64, the reference's random-identity sampler
+  `pk_batches(..., variant='hhl')`, so every pass has the same length). Labels: the relabelled
+  identities. `salt`: the stream's draws (HHL's triplet stream 1; ARN's source stream its own)."""
   labels, _ = pipeline.relabel(source.labels["pid"])
   pids = source.labels["pid"]
-  size, k = data_config.triplet_batch_size, data_config.num_instances
+  size = data_config.triplet_batch_size if batch_size is None else batch_size
+  k = data_config.num_instances
 
   def index_batches(pass_index):
-    return samplers.pk_batches(pids, size, k, seed, pass_index, stream=TRIPLET_STREAM,
-                               variant="hhl")
+    return samplers.pk_batches(pids, size, k, seed, pass_index, stream=salt, variant="hhl")
 
   num_batches = len(index_batches(0))
   if num_batches == 0:
@@ -93,7 +97,7 @@ def pk_stream(source, data_config, seed: int) -> Stream:
 
   def batches(pass_index, start, stop):
     return _train_batches(source, index_batches(pass_index)[:stop], data_config, seed,
-                          pass_index, start, TRIPLET_STREAM, labels,
+                          pass_index, start, salt, labels,
                           data_config.erasing_probability, TRAIN_KEYS)
 
   return Stream(num_batches, batches)
@@ -135,7 +139,8 @@ def target_stream(target, camstyle_folder, num_cameras: int, data_config, seed: 
     for batch in pipeline.target_batches(
         target, sampled(pass_index, stop), seed=seed, epoch=pass_index,
         height=data_config.height, width=data_config.width, label_mode=label_mode,
-        start_step=start, stream=TARGET_STREAM, num_threads=data_config.num_workers):
+        start_step=start, stream=TARGET_STREAM, num_threads=data_config.num_workers,
+        transform=transforms.train_transform_for(data_config)):
       yield {k: batch[k] for k in TARGET_KEYS}
 
   return Stream(num_batches, batches)
@@ -157,13 +162,17 @@ def pass_position(epoch: int, step_in_epoch: int, steps_per_epoch: int,
   return epoch * passes_per_epoch + step_in_epoch // period, step_in_epoch % period
 
 
-def combine(ce: EpochBatches, steps_per_epoch: int,
+def combine(ce: EpochBatches | None, steps_per_epoch: int,
             restarting: Mapping[str, Stream]) -> EpochBatches:
   """`(epoch, start) -> {'ce': batch, <name>: batch, ...}` under docs/hhl.md §5's epoch rule
-  (module docstring). Without restarting streams it yields `{'ce': batch}`."""
+  (module docstring). Without restarting streams it yields `{'ce': batch}`; with `ce=None` (a
+  method without a CE stream, e.g. ARN) an epoch is still `steps_per_epoch` steps, of the
+  restarting streams only."""
+  if ce is None and not restarting:
+    raise ValueError("combine needs a CE stream or at least one restarting stream")
 
   def epoch_batches(epoch: int, start: int) -> Iterator[dict]:
-    ce_batches = iter(ce(epoch, start))
+    ce_batches = iter(ce(epoch, start)) if ce is not None else None
     try:
       if not restarting:
         for batch in ce_batches:
@@ -178,13 +187,14 @@ def combine(ce: EpochBatches, steps_per_epoch: int,
                      for name, stream in restarting.items()}
         try:
           for _ in range(stop - position):
-            yield {"ce": next(ce_batches),
-                   **{name: next(iterator) for name, iterator in iterators.items()}}
+            batch = {} if ce_batches is None else {"ce": next(ce_batches)}
+            yield {**batch, **{name: next(iterator) for name, iterator in iterators.items()}}
             step += 1
         finally:
           for iterator in iterators.values():
             getattr(iterator, "close", lambda: None)()
     finally:
-      getattr(ce_batches, "close", lambda: None)()
+      if ce_batches is not None:
+        getattr(ce_batches, "close", lambda: None)()
 
   return epoch_batches

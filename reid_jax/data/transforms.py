@@ -13,6 +13,7 @@ Composed transforms:
   `stargan_train_transform` / `stargan_test_transform`: docs/hhl.md §10.6.
 """
 
+import functools
 import io
 import math
 import os
@@ -215,6 +216,36 @@ def train_transform(image, rng: np.random.Generator, height: int = 256, width: i
   if erasing_probability > 0:
     out = random_erasing(out, rng, erasing_probability)
   return out
+
+
+def resize_crop_transform(image, rng: np.random.Generator, height: int = 224, width: int = 224,
+                          erasing_probability: float = 0.0, resize_height: int = 256,
+                          resize_width: int = 256) -> np.ndarray:
+  """ARN's training transform (docs/arn_triplet_eval.md §1.2, variant `paper`): bilinear resize to
+  `resize_height x resize_width`, a random `height x width` crop, a random flip, normalised."""
+  out = resize(decode(image), resize_height, resize_width, "bilinear")
+  out = horizontal_flip(random_crop(out, rng, height, width), rng)
+  out = normalize(np.ascontiguousarray(out))
+  if erasing_probability > 0:
+    out = random_erasing(out, rng, erasing_probability)
+  return out
+
+
+TRAIN_TRANSFORMS = ("rect_crop", "resize_crop")
+
+
+def train_transform_for(data_config):
+  """`(image, rng, height, width, erasing_probability) -> image` named by config field
+  `data.train_transform`: 'rect_crop' (HHL's, docs/hhl.md §7; the default) or 'resize_crop'
+  (ARN's, with `data.resize_height`, `data.resize_width`)."""
+  name = getattr(data_config, "train_transform", "rect_crop")
+  if name == "rect_crop":
+    return train_transform
+  if name == "resize_crop":
+    return functools.partial(resize_crop_transform, resize_height=int(data_config.resize_height),
+                             resize_width=int(data_config.resize_width))
+  raise ReidError(f"config field data.train_transform={name!r}: choose one of "
+                  f"{', '.join(TRAIN_TRANSFORMS)}")
 
 
 def test_transform(image, height: int = 256, width: int = 128) -> np.ndarray:

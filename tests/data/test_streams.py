@@ -150,3 +150,24 @@ def test_without_restarting_streams_only_ce():
   """combine with no other stream yields {'ce': batch} for each CE batch, resumable."""
   combined = streams.combine(_fake_ce(5), 5, {})
   assert list(combined(2, 3)) == [{"ce": {"epoch": 2, "step": s}} for s in (3, 4)]
+
+
+@pytest.mark.parametrize("start", [0, 37, 50])
+def test_without_a_ce_stream_an_epoch_is_the_restarting_streams_alone(start):
+  """ARN (no CE stream): `combine(None, S, ...)` yields S steps of the restarting streams under the
+  same rule (restart every R steps and at every epoch), and resumes to the same items."""
+  steps = 156  # a medium synthetic source at batch 32; its PK stream has 37 batches a pass
+  combined = streams.combine(None, steps, {"source": _fake_stream("source", 37, []),
+                                           "target": _fake_stream("target", 156, [])})
+  full = list(combined(2, 0))
+  assert len(full) == steps and all(set(item) == {"source", "target"} for item in full)
+  runs = _segments(full, "source")
+  assert [positions for _, positions in runs] == [list(range(37))] * 4 + [list(range(8))]
+  assert _segments(full, "target") == runs
+  assert len({p for p, _ in runs + _segments(list(combined(3, 0)), "source")}) == 10
+  assert list(combined(2, start)) == full[start:]
+
+
+def test_combine_needs_some_stream():
+  with pytest.raises(ValueError, match="CE stream or at least one restarting"):
+    streams.combine(None, 10, {})

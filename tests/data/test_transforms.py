@@ -1,6 +1,7 @@
 """Augmentation and test transforms (docs/hhl.md §7, §10.6)."""
 
 import io
+import types
 
 import numpy as np
 import pytest
@@ -218,3 +219,20 @@ def test_train_transform_equals_composition_of_primitives():
     composed = transforms.normalize(transforms.horizontal_flip(
         transforms.random_sized_rect_crop(image, rng, 64, 32), rng))
     np.testing.assert_array_equal(fused, composed)
+
+
+def test_resize_crop_is_resize_then_window_then_flip_with_the_images_own_draws():
+  """ARN's `paper` transform (docs/arn_triplet_eval.md §1.2): bilinear resize to 256x256, a random
+  224 window, a random flip, normalised; the same draws in the same order as doing it by hand."""
+  image = np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)
+  config = types.SimpleNamespace(train_transform="resize_crop", resize_height=40, resize_width=30)
+  transform = transforms.train_transform_for(config)
+  for seed in range(6):
+    out = transform(image, np.random.default_rng(seed), 32, 24, 0.0)
+    rng = np.random.default_rng(seed)
+    resized = transforms.resize(image, 40, 30, "bilinear")
+    by_hand = transforms.horizontal_flip(transforms.random_crop(resized, rng, 32, 24), rng)
+    np.testing.assert_array_equal(out, transforms.normalize(np.ascontiguousarray(by_hand)))
+  assert transforms.train_transform_for(types.SimpleNamespace()) is transforms.train_transform
+  with pytest.raises(ReidError, match="data.train_transform='zoom'"):
+    transforms.train_transform_for(types.SimpleNamespace(train_transform="zoom"))
