@@ -22,6 +22,13 @@ _NAMES = {
     "Discriminator": "stargan",
     "load_torch_generator": "stargan",
     "Conv": "conv",
+    "ARN": "arn",
+    "ARNEncoder": "arn",
+    "ARNDecoder": "arn",
+    "ARNClassifier": "arn",
+    "map_size_for": "arn",
+    "ARNDraft": "arn",
+    "merge_draft_trunk": "arn",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = _exports.lazy(__name__, _NAMES)
