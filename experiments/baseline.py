@@ -20,11 +20,9 @@ from absl import flags
 
 from reid_jax import cli
 from reid_jax import paths
-from reid_jax.evaluation import tables
 from reid_jax.training import baseline
-from reid_jax.training import trainer
+from reid_jax.training import command
 from reid_jax.training import preflight
-from reid_jax.training import workdir as workdir_lib
 
 CONFIGS = cli.ConfigFile("baseline", "reid_jax.configs.baseline")
 
@@ -46,18 +44,8 @@ def main(overrides):
   variant = config.variant if config.variant != "paper" else None
   workdir = FLAGS.workdir or paths.default_workdir("baseline", src, tgt, variant)
   data_dir = FLAGS.data_dir or paths.default_data_dir()
-  print(f"config {config_name}:\n{config}")
-  cli.log_to(workdir)
-  # Before any long work: the workdir's config, the pretrained file, every dataset it reads.
-  preflight.training_run(workdir, config, data_dir, src, tgt)
-  workdir_lib.prepare(workdir, config, ignore=("config_name",))
-  print(f"workdir {workdir}")
-  results = trainer.train_and_evaluate(baseline.METHOD, config, workdir, data_dir, src, tgt, config_name)
-  print(f"\nbaseline {src} -> {tgt}, {results['steps']} steps "
-        f"({results['train_seconds']:.0f} s training); ap={config.eval.ap}, "
-        f"distance={config.eval.distance}")
-  print(tables.format_table(results["eval"]))
-  print(f"results: {workdir}/results.json")
+  command.train_and_report(baseline.METHOD, config, config_name, src=src, tgt=tgt,
+                           workdir=workdir, data_dir=data_dir, title="baseline")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ from absl import flags
 from reid_jax import cli
 from reid_jax import paths
 from reid_jax.configs import hhl as hhl_config
-from reid_jax.evaluation import tables
+from reid_jax.training import command
 from reid_jax.training import hhl
 from reid_jax.training import preflight
-from reid_jax.training import trainer
-from reid_jax.training import workdir as workdir_lib
 
 CONFIGS = cli.ConfigFile("hhl", "reid_jax.configs.hhl")
 
@@ -56,22 +54,15 @@ def main(overrides):
                                       variant if variant != "hhl" else "") if part)
   workdir = FLAGS.workdir or paths.default_workdir("hhl", src, tgt, suffix or None)
   data_dir = FLAGS.data_dir or paths.default_data_dir()
-  print(f"config {config_name}, variant {variant}:\n{config}")
-  cli.log_to(workdir)
-  # Before any long work: the workdir's config, both datasets, the pretrained file, the fakes.
-  preflight.training_run(workdir, config, data_dir, src, tgt)
-  folder = hhl.camstyle_folder(config, data_dir, tgt)
-  if folder is not None:
-    print(f"camera-style set of {tgt}: {folder}")
-  workdir_lib.prepare(workdir, config, ignore=("config_name",))
-  print(f"workdir {workdir}")
-  results = trainer.train_and_evaluate(hhl.METHOD, config, workdir, data_dir, src, tgt,
-                                       config_name)
-  print(f"\nhhl ({variant}) {src} -> {tgt}, {results['steps']} steps "
-        f"({results['train_seconds']:.0f} s training); ap={config.eval.ap}, "
-        f"distance={config.eval.distance}")
-  print(tables.format_table(results["eval"]))
-  print(f"results: {workdir}/results.json")
+
+  def check_fakes():  # the target's complete camera-style set for this world
+    folder = hhl.camstyle_folder(config, data_dir, tgt)
+    if folder is not None:
+      print(f"camera-style set of {tgt}: {folder}")
+
+  command.train_and_report(hhl.METHOD, config, config_name, src=src, tgt=tgt, workdir=workdir,
+                           data_dir=data_dir, title=f"hhl ({variant})",
+                           heading=f"variant {variant}", before_training=check_fakes)
 
 
 if __name__ == "__main__":

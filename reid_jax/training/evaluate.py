@@ -127,8 +127,12 @@ def evaluate_workdir(workdir, dataset: str, data_dir, *, rerank: bool = False,
   from reid_jax.training import trainer  # pylint: disable=g-import-not-at-top (imports this module)
   method = trainer.method_of(config.get("experiment", "baseline"))
   variables, step = restore_variables(workdir)
-  model = method.build_model(config["model"], num_classes_of(variables["params"]))
-  entry, extras = evaluate_dataset(model, variables, dataset, data_dir, config, rerank=rerank,
+  model = method.build_model(config["model"], method.num_classes(variables["params"]))
+  # The trained domain's statistics for its own dataset; the target's for any other (ARN).
+  domain = ("source" if dataset == config.get("src") and dataset != config.get("tgt")
+            else "target")
+  entry, extras = evaluate_dataset(model, method.eval_variables(variables, domain), dataset,
+                                   data_dir, config, rerank=rerank,
                                    descriptor=method.descriptor(model))
   key = f"{dataset}+rerank" if rerank else dataset
   figure = write_rank_list(workdir, dataset, extras, config, rerank=rerank, step=step)

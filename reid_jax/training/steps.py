@@ -21,17 +21,18 @@ from reid_jax.training.state import TrainState
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, tuple[Any, dict]]]
 
 
-def forward(model, params, batch_stats, images, rng, train: bool = True):
+def forward(model, params, batch_stats, images, rng, train: bool = True, **kwargs):
   """One train-mode `model.apply` on `[B, H, W, 3]` images; returns `(outputs, new_batch_stats)`.
 
   BatchNorm uses this call's batch statistics and updates the running averages (so calling it
-  again with the returned `batch_stats` chains the updates); dropout uses `rng`.
+  again with the returned `batch_stats` chains the updates); dropout uses `rng`. `kwargs` go to
+  the model (e.g. ARN's `domain`).
   """
   variables = {"params": params}
   if batch_stats:
     variables["batch_stats"] = batch_stats
   outputs, mutated = model.apply(variables, images, train=train, rngs={"dropout": rng},
-                                 mutable=["batch_stats"])
+                                 mutable=["batch_stats"], **kwargs)
   return outputs, mutated.get("batch_stats", batch_stats)
 
 

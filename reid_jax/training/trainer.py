@@ -68,8 +68,14 @@ class Method:
     loss_fn: `(model, config) -> steps.LossFn`.
     streams: `Inputs -> Streams`.
     descriptor: `model -> (variables, images) -> [B, D]` at test time (L2-normalised by the
-      extractor); the variables it uses are the trained ones (params and batch_stats).
+      extractor); the variables it uses are `eval_variables(trained variables, domain)`.
     results_fields: `config -> dict` added to results.json (the variant and every switch).
+    init_model: `(model, rng, images) -> variables`: every parameter and BN statistic.
+    arrange_variables: `(config, variables) -> variables` after the pretrained trunk is merged
+      (e.g. ARN's per-domain BatchNorm statistics, docs/arn_triplet_eval.md §1.4 item 5).
+    eval_variables: `(variables, domain) -> variables` for `descriptor` on the 'target' or the
+      'source' dataset.
+    num_classes: `params -> source classes` of a trained tree (to rebuild the model).
   """
 
   name: str
@@ -79,6 +85,11 @@ class Method:
   streams: Callable[[Inputs], Streams]
   descriptor: Callable[[Any], Callable] = features_lib.pool5_descriptor
   results_fields: Callable[[Any], dict] = lambda config: {}
+  init_model: Callable[[Any, jax.Array, jax.Array], dict] = (
+      lambda model, rng, images: model.init(rng, images))
+  arrange_variables: Callable[[Any, dict], dict] = lambda config, variables: variables
+  eval_variables: Callable[[dict, str], dict] = lambda variables, domain: variables
+  num_classes: Callable[[Any], int] = evaluate_lib.num_classes_of
 
 
 def method_of(experiment: str) -> Method:
@@ -89,15 +100,17 @@ def method_of(experiment: str) -> Method:
     module = None
   if module is None or not isinstance(getattr(module, "METHOD", None), Method):
     raise ReidError(f"config field experiment={experiment!r} names no trained method "
-                    "(baseline, hhl)")
+                    "(baseline, hhl, arn)")
   return module.METHOD
 
 
-def init_variables(model, config, rng, data_dir) -> dict:
-  """Initial `{'params', 'batch_stats'}`, with the pretrained trunk of `model.pretrained` if given
-  (ImageNet weights, or the synthetic testbed's trunk, built first if missing)."""
+def init_variables(model, config, rng, data_dir, method: Method | None = None) -> dict:
+  """Initial `{'params', 'batch_stats'}` (`method.init_model`, default `model.init`), with the
+  pretrained trunk of `model.pretrained` if given (ImageNet weights, or the synthetic testbed's
+  trunk, built first if missing), then `method.arrange_variables`."""
   images = jnp.zeros((1, config.data.height, config.data.width, 3), jnp.float32)
-  variables = jax.jit(lambda key: model.init(key, images))(rng)
+  init_model = method.init_model if method is not None else Method.init_model
+  variables = jax.jit(lambda key: init_model(model, key, images))(rng)
   variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
   if config.model.pretrained:
     path = pretrain.ensure_trunk(config.model.pretrained, data_dir)
@@ -110,7 +123,7 @@ def init_variables(model, config, rng, data_dir) -> dict:
     print("WARNING: config model.pretrained is empty: the trunk starts FROM SCRATCH (random init), "
           "not from ImageNet weights as in the papers (docs/hhl.md §3). Set "
           "--config.model.pretrained=/path/to/resnet50.pth to use them.", file=sys.stdout)
-  return variables
+  return method.arrange_variables(config, variables) if method is not None else variables
 
 
 def load_source(config, data_dir, src: str):
@@ -135,7 +148,7 @@ def train(method: Method, config, workdir, data_dir, src: str, tgt: str):
   mesh = sharding_lib.data_mesh()
   sharding_lib.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
   model = method.build_model(config.model, num_classes)
-  variables = init_variables(model, config, jax.random.PRNGKey(config.seed), data_dir)
+  variables = init_variables(model, config, jax.random.PRNGKey(config.seed), data_dir, method)
   optimiser = optim.build_optimiser(variables["params"], config.optim,
                                     method.optimiser_rules(config), steps_per_epoch)
   state = state_lib.create(variables["params"], variables["batch_stats"], optimiser.tx)
@@ -165,7 +178,9 @@ def train_and_evaluate(method: Method, config, workdir, data_dir, src: str, tgt:
   model, variables, result = train(method, config, workdir, data_dir, src, tgt)
   evaluations = {}
   for dataset in dict.fromkeys((tgt, src)):
-    entry, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config,
+    domain = "target" if dataset == tgt else "source"
+    entry, extras = evaluate_lib.evaluate_dataset(model, method.eval_variables(variables, domain),
+                                                  dataset, data_dir, config,
                                                   descriptor=method.descriptor(model))
     evaluations[dataset] = entry
     if dataset == tgt:

@@ -92,8 +92,9 @@ def test_interrupted_run_resumes_to_identical_state(tmp_path):
 def test_checkpoints_at_interval_and_epoch_end(tmp_path):
   saved = []
   loop.run(**_setup(tmp_path, checkpoint_every=2,
-                    on_step=lambda s, _: saved.append(
-                        checkpoint_lib.Checkpointer(tmp_path / "checkpoints").latest_step())))
+                    on_step=lambda s, _: saved.append(  # read-only: it must not clean up
+                        checkpoint_lib.Checkpointer(tmp_path / "checkpoints",  # the run's saves
+                                                    read_only=True).latest_step())))
   # on_step(s) runs before step s's checkpoint: saves at 2, 4 (interval) and 3, 6 (epoch ends)
   assert saved == [None, None, 2, 3, 4, 4]
   ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
