@@ -52,9 +52,17 @@ def main(overrides):
                                       variant if variant != "arn" else "") if part)
   workdir = FLAGS.workdir or paths.default_workdir("arn", src, tgt, suffix or None)
   data_dir = FLAGS.data_dir or paths.default_data_dir()
+
+  def check_source_pretraining():  # §1.4 item 4 (c): the workdir E_I starts from
+    if config.model.init_from_workdir:
+      preflight.checkpoint_exists(
+          config.model.init_from_workdir,
+          f"train it first: python -m experiments.baseline --src={src} --tgt={tgt} "
+          f"--workdir={config.model.init_from_workdir}")
+
   command.train_and_report(arn.METHOD, config, config_name, src=src, tgt=tgt, workdir=workdir,
                            data_dir=data_dir, title=f"arn ({variant})",
-                           heading=f"variant {variant}")
+                           heading=f"variant {variant}", before_training=check_source_pretraining)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ def get_config(arg=None):
   # torchvision's ImageNet ResNet-50 (V1) weights, .pth or .safetensors (§1.2); empty: from
   # scratch (a warning is printed).
   config.model.pretrained = ""
+  # §1.4 item 4 (c), "source_pretrain": a baseline (or HHL) workdir whose trained trunk E_I starts
+  # from, after model.pretrained; e.g. --config.model.init_from_workdir=workdirs/baseline/market_to_duke
+  # --config.optim.frozen_epochs='{}' (its E_I is already trained).
+  config.model.init_from_workdir = ""
   config.model.dtype = "float32"
 
   config.data = ml_collections.ConfigDict()

@@ -22,6 +22,8 @@ from reid_jax.errors import ReidError
 from reid_jax.losses import arn as arn_losses
 from reid_jax.losses import classification
 from reid_jax.models import arn as arn_model
+from reid_jax.models import torchvision_import
+from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import steps
 from reid_jax.training import trainer
 
@@ -61,7 +63,7 @@ def check_config(config) -> None:
   if a.contrastive_reduction not in ("sum", "mean"):
     raise ReidError(f"config field arn.contrastive_reduction={a.contrastive_reduction!r}: choose "
                     "'sum' or 'mean' (docs/arn_triplet_eval.md §1.4 item 1)")
-  expected = (data.height // 32, data.width // 32)  # both trunks divide by 32 at layer4
+  expected = arn_model.map_size_for(data.height, data.width)
   if tuple(model.map_size) != expected:
     raise ReidError(f"config field model.map_size={tuple(model.map_size)} does not match the "
                     f"{data.height}x{data.width} input: E_I's map is {expected[0]}x{expected[1]} "
@@ -138,9 +140,25 @@ def arn_streams(inputs: trainer.Inputs) -> trainer.Streams:
                          summary=summary)
 
 
+def source_pretrained_trunk(workdir) -> dict:
+  """`{'params', 'batch_stats'}` of the trunk in the latest checkpoint of a baseline or HHL
+  workdir (§1.4 item 4 (c), `model.init_from_workdir`)."""
+  trained, step = evaluate_lib.restore_variables(workdir)
+  if "backbone" not in trained["params"] or "backbone" not in trained.get("batch_stats", {}):
+    raise ReidError(f"config field model.init_from_workdir={str(workdir)!r}: its checkpoint holds "
+                    "no trunk (params/backbone and batch_stats/backbone); give a baseline or HHL "
+                    "workdir")
+  print(f"E_I initialised from the trunk of {workdir} (checkpoint step {step})")
+  return {c: trained[c]["backbone"] for c in ("params", "batch_stats")}
+
+
 def per_domain_statistics(config, variables) -> dict:
   """`batch_stats` as `{'source': tree, 'target': tree}`, both starting from the initial (and
-  pretrained) statistics (§1.4 item 5)."""
+  pretrained) statistics (§1.4 item 5); E_I first taken from a source-trained workdir when
+  `model.init_from_workdir` names one (§1.4 item 4 (c))."""
+  if config.model.get("init_from_workdir", ""):
+    variables = torchvision_import.merge_backbone(
+        variables, source_pretrained_trunk(config.model.init_from_workdir))
   stats = variables.get("batch_stats", {})
   # Copies: the train step donates its state, and one buffer cannot be donated twice.
   return {"params": variables["params"],

@@ -166,3 +166,33 @@ def test_domains_keep_their_own_bn_statistics_and_evaluation_uses_the_targets(sh
   np.testing.assert_array_equal(np.asarray(ours), np.asarray(with_target))
   with_source = descriptor(arn.METHOD.eval_variables(trained, "source"), images)
   assert np.array_equal(np.asarray(with_source), np.asarray(ours)) == shared
+
+
+def test_source_pretraining_starts_e_i_from_a_baseline_workdirs_trunk(tmp_path):
+  """§1.4 item 4 (c): `model.init_from_workdir` copies a baseline checkpoint's trunk (params and
+  BN statistics) into E_I, for both domains; the other modules keep their initialisation."""
+  from reid_jax.training import checkpoint as checkpoint_lib
+  config = _config("arn")
+  _, initial = _setup(config)
+  rng = np.random.default_rng(3)
+  trunk = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(np.float32),
+                       {"params": initial["params"]["backbone"],
+                        "batch_stats": initial["batch_stats"]["source"]["backbone"]})
+  workdir = tmp_path / "baseline"
+  with checkpoint_lib.Checkpointer(workdir / "checkpoints") as ckpt:
+    ckpt.save(7, {"params": {"backbone": trunk["params"], "classifier": {"kernel": np.zeros(2)}},
+                  "batch_stats": {"backbone": trunk["batch_stats"]}})
+  config.model.init_from_workdir = str(workdir)
+  arranged = arn.METHOD.arrange_variables(config, {
+      "params": initial["params"], "batch_stats": initial["batch_stats"]["source"]})
+  assert _equal(arranged["params"]["backbone"], trunk["params"])
+  for domain in arn.DOMAINS:
+    assert _equal(arranged["batch_stats"][domain]["backbone"], trunk["batch_stats"])
+  assert _equal(arranged["params"]["E_C"], initial["params"]["E_C"])
+  ckpt_dir = tmp_path / "arn_like" / "checkpoints"
+  with checkpoint_lib.Checkpointer(ckpt_dir) as ckpt:
+    ckpt.save(1, {"params": {"E_C": {"w": np.zeros(2)}}, "batch_stats": {"E_C": {"m": np.zeros(2)}}})
+  config.model.init_from_workdir = str(tmp_path / "arn_like")
+  with pytest.raises(ReidError, match="holds no trunk"):
+    arn.METHOD.arrange_variables(config, {"params": initial["params"],
+                                          "batch_stats": initial["batch_stats"]["source"]})
