@@ -11,7 +11,9 @@ training images).
 
 Printed: target rank-1 / mAP (mean ± std over seeds) per variant beside the paper's Table 2, the
 paper's orderings (HHL > +L_C > +L_D > +L_T > baseline) as PASS/FAIL lines per metric, the Table 1
-rows beside the paper's, and one JSON comparison a line (docs/design.md §8).
+rows beside the paper's, and one JSON comparison a line (docs/design.md §8). Table 1 is skipped,
+with a line saying why, for a target whose camera-style set is missing (it is made only when lc or
+hhl runs). The grid, the tables and the ordering lines are `benchmarks/ablation.py`'s.
 
 `--quick`: one seed of 2 epochs on the tiny world, for a smoke run (not the figures).
 """
@@ -21,131 +23,78 @@ from reid_jax import runtime
 runtime.prefer_tcmalloc(__name__)
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 from absl import app, flags, logging
 
-from benchmarks import report
-from reid_jax import paths
+from benchmarks import ablation
 from reid_jax.configs import hhl as hhl_config
 from reid_jax.errors import ReidError
 from reid_jax.evaluation import camstyle_distance
 from reid_jax.training import preflight
-from reid_jax.training import workdir as workdir_lib
 
-_SEEDS = flags.DEFINE_integer("seeds", 3, "seeds 0..N-1")
-_VARIANTS = flags.DEFINE_list("variants", list(hhl_config.METHOD_VARIANTS), "method variants")
-_PAIRS = flags.DEFINE_list("pairs", ["DM", "MD"], "directions: DM (synth_duke -> synth_market), MD")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "data root (default $REID_JAX_DATA or "
-                                "~/reid_jax_data)")
-_ROOT = flags.DEFINE_string("root", "workdirs/hhl_testbed", "where the runs' workdirs go")
+FLAGS = ablation.define_flags(__name__, hhl_config.METHOD_VARIANTS, ("DM", "MD"),
+                              "workdirs/hhl_testbed")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 500, "target images of the Table 1 diagnostic")
-_QUICK = flags.DEFINE_bool("quick", False, "one seed, 2 epochs on the tiny world (smoke run)")
 
-NAMES = {"D": "synth_duke", "M": "synth_market"}
-TWINS = {"synth_duke": "duke", "synth_market": "market"}
 LABELS = {"baseline": "Basel.", "lt": "Basel.+L_T", "ld": "Basel.+L_D", "lc": "Basel.+L_C",
           "hhl": "HHL (Basel.+L_CD)"}
-QUICK_FLAGS = ("--config.num_epochs=2", "--config.optim.milestones=(1,)",
-               "--config.data.synthetic_size=tiny")
-METRICS = ("rank1", "mAP")
 
 
-def _run(command):
-  print(f"\n$ {' '.join(command[1:])}", flush=True)
-  subprocess.run(command, check=True, env=dict(os.environ))
+def _camstyle_size(quick):
+  return "tiny" if quick else hhl_config.get_config("tiny").data.synthetic_size
+
+
+def missing_camstyle(tgt, data_dir, quick):
+  """Why the target's camera-style set of the runs' world is not there (None when it is)."""
+  try:
+    preflight.camstyle_set(data_dir, tgt, _camstyle_size(quick))
+  except ReidError as e:
+    return str(e)
+  return None
 
 
 def ensure_camstyle(tgt, data_dir, quick):
-  size = "tiny" if quick else hhl_config.get_config("tiny").data.synthetic_size
-  try:
-    preflight.camstyle_set(data_dir, tgt, size)
-  except ReidError:
-    _run([sys.executable, "-m", "experiments.stargan", f"--dataset={tgt}",
-          f"--data_dir={data_dir}", *((f"--config.data.synthetic_size={size}",) if quick else ())])
-
-
-def run_hhl(src, tgt, variant, seed, workdir, data_dir, quick) -> dict:
-  if not (workdir / "results.json").exists():
-    _run([sys.executable, "-m", "experiments.hhl", f"--src={src}", f"--tgt={tgt}",
-          f"--variant={variant}", f"--config.seed={seed}", f"--workdir={workdir}",
-          f"--data_dir={data_dir}", *(QUICK_FLAGS if quick else ())])
-  return workdir_lib.read_results(workdir)
+  if missing_camstyle(tgt, data_dir, quick):
+    ablation.run([sys.executable, "-m", "experiments.stargan", f"--dataset={tgt}",
+                  f"--data_dir={data_dir}",
+                  *(("--config.data.synthetic_size=tiny",) if quick else ())])
 
 
 def table1(workdir, data_dir) -> dict:
   path = workdir / camstyle_distance.OUTPUT_FILE
   if not path.exists():
-    _run([sys.executable, "-m", "experiments.camstyle_distance", f"--workdir={workdir}",
-          f"--data_dir={data_dir}", f"--max_images={_MAX_IMAGES.value}"])
+    ablation.run([sys.executable, "-m", "experiments.camstyle_distance", f"--workdir={workdir}",
+                  f"--data_dir={data_dir}", f"--max_images={_MAX_IMAGES.value}"])
   return json.loads(path.read_text())
-
-
-def _stats(values):
-  values = np.asarray(values, float)
-  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  data_dir = Path(_DATA_DIR.value or paths.default_data_dir())
-  seeds = 1 if _QUICK.value else _SEEDS.value
-  root = Path(_ROOT.value) / ("quick" if _QUICK.value else "")
-  pairs = [(NAMES[p[0]], NAMES[p[1]]) for p in _PAIRS.value]
-  variants = [v for v in hhl_config.METHOD_VARIANTS if v in _VARIANTS.value]
-  for _, tgt in pairs:
-    if any(v in ("lc", "hhl") for v in variants):
-      ensure_camstyle(tgt, data_dir, _QUICK.value)
-  scores, seconds = {}, {}
-  for seed in range(seeds):
-    for src, tgt in pairs:
-      for variant in variants:
-        workdir = root / f"{src}_to_{tgt}_{variant}_seed{seed}"
-        results = run_hhl(src, tgt, variant, seed, workdir, data_dir, _QUICK.value)
-        scores.setdefault((src, tgt, variant), []).append(results["eval"][tgt])
-        seconds.setdefault((src, tgt, variant), []).append(results["train_seconds"])
-  diagnostics = {}
-  for src, tgt in pairs:
+  grid = ablation.Grid.from_flags("hhl", FLAGS, hhl_config.METHOD_VARIANTS)
+  for _, tgt in grid.pairs:
+    if any(v in ("lc", "hhl") for v in grid.variants):
+      ensure_camstyle(tgt, grid.data_dir, grid.quick)
+  scores, seconds = grid.collect()
+  # Table 1 needs the target's camera-style set; made above only when L_C or HHL ran.
+  diagnostics, skipped = {}, {}
+  for src, tgt in grid.pairs:
     for variant in ("baseline", "hhl"):
-      if variant in variants:
-        diagnostics[(src, tgt, variant)] = table1(root / f"{src}_to_{tgt}_{variant}_seed0",
-                                                  data_dir)
+      if variant in grid.variants:
+        why = missing_camstyle(tgt, grid.data_dir, grid.quick)
+        if why:
+          skipped[(src, tgt, variant)] = why
+        else:
+          diagnostics[(src, tgt, variant)] = table1(grid.workdir(src, tgt, variant, 0),
+                                                    grid.data_dir)
 
-  recipe = f"reid_jax/configs/hhl.py:tiny seeds={seeds}" + (" quick" if _QUICK.value else "")
+  recipe = grid.recipe("reid_jax/configs/hhl.py:tiny")
   print(f"\nHHL ablation on the testbed, {recipe} (target rank-1 / mAP in %, mean ± std over "
         "seeds; paper: docs/hhl.md §13 Table 2 on the real twins)")
-  summary = {}
-  for src, tgt in pairs:
-    paper = hhl_config.PAPER_TABLE2[(TWINS[src], TWINS[tgt])]
-    print(f"\n{src} -> {tgt}")
-    print(f"  {'variant':20s}{'rank-1':>15s}{'mAP':>15s}{'train s':>9s}   paper rank-1 / mAP")
-    for variant in variants:
-      cells = []
-      for metric in METRICS:
-        mean, std = _stats([e[metric] for e in scores[(src, tgt, variant)]])
-        summary[(src, tgt, variant, metric)] = (mean, std)
-        cells.append(f"{100 * mean:6.1f} ± {100 * std:4.1f}")
-      train = np.mean(seconds[(src, tgt, variant)])
-      print(f"  {LABELS[variant]:20s}" + "".join(f"{c:>15s}" for c in cells)
-            + f"{train:9.0f}   {paper[variant][0]:.1f} / {paper[variant][1]:.1f}")
+  summary = grid.print_table(scores, seconds, hhl_config.PAPER_TABLE2, LABELS)
   print("\nThe paper's ordering HHL > +L_C > +L_D > +L_T > baseline, step by step (means):")
-  order = [v for v in ("hhl", "lc", "ld", "lt", "baseline") if v in variants]
-  for src, tgt in pairs:
-    for metric in METRICS:
-      for better, worse in zip(order, order[1:]):
-        a, a_std = summary[(src, tgt, better, metric)]
-        b, b_std = summary[(src, tgt, worse, metric)]
-        clear = a - b > 2 * (a_std + b_std) if seeds > 1 else None
-        verdict = "PASS" if a > b else "FAIL"
-        note = "" if clear is None else ("  (clear: gap > 2 x summed stds)" if clear else
-                                         "  (within 2 x summed stds)")
-        print(f"{verdict}  {src[6]}->{tgt[6]} {metric}: {LABELS[better]} {100 * a:.1f} > "
-              f"{LABELS[worse]} {100 * b:.1f}{note}")
+  grid.print_ordering(summary, ("hhl", "lc", "ld", "lt", "baseline"), LABELS)
   if diagnostics:
     print("\nTable 1 (docs/hhl.md §11.1): mean Euclidean distance of L2-normalised pool5 between a "
           "target training image and its crop / flip / camera-style versions, seed-0 models")
@@ -158,15 +107,9 @@ def main(argv):
       ok = d["camstyle"] > 2 * max(d["crop"], d["flip"])
       print(f"{'PASS' if ok else 'FAIL'}  {src[6]}->{tgt[6]} {variant}: crop, flip << camera "
             f"style (camstyle > 2 x max(crop, flip))")
-  for src, tgt in pairs:
-    if "baseline" in variants:
-      for variant in variants:
-        if variant != "baseline":
-          for metric in METRICS:
-            print(report.comparison(
-                f"hhl_testbed_{src[6]}{tgt[6]}_{variant}_{metric}",
-                summary[(src, tgt, variant, metric)][0], "baseline",
-                summary[(src, tgt, "baseline", metric)][0], recipe))
+  for (src, tgt, variant), why in skipped.items():
+    print(f"\nTable 1 skipped for {src[6]}->{tgt[6]} {variant}: {why}")
+  grid.print_comparisons(summary, "hhl_testbed", "baseline", recipe)
 
 
 if __name__ == "__main__":
