@@ -9,6 +9,8 @@ them: the hand-crafted reference (`evaluation.handcrafted`, no learning, no seed
 camera-gap ratio under the direct-transfer model's pool5 on the target (`evaluation.diagnostics`).
 Finished workdirs are reused, so a rerun only evaluates.
 
+Also the pretrained trunk's pool5 alone on each target (no re-ID training: what fine-tuning adds).
+
 Printed: mean and std over seeds of every figure, then the four conditions of the testbed as
 PASS/FAIL lines, then one JSON comparison a line (docs/design.md §8):
 
@@ -82,8 +84,9 @@ def camera_gap(workdir, dataset, data_dir) -> float:
   return _gap_of(extras)
 
 
-def trunk_camera_gap(dataset, data_dir, config) -> float:
-  """The same ratio under the pretrained trunk alone, before any re-ID training."""
+def trunk_alone(dataset, data_dir, config) -> tuple[dict, float]:
+  """(results.json entry, camera-gap ratio) of `dataset` under the pretrained trunk's pool5 alone,
+  before any re-ID training: what fine-tuning on a source adds or loses."""
   from reid_jax.models import torchvision_import  # pylint: disable=g-import-not-at-top
   from reid_jax.training import pretrain  # pylint: disable=g-import-not-at-top
   trunk = torchvision_import.load_trunk(
@@ -91,8 +94,8 @@ def trunk_camera_gap(dataset, data_dir, config) -> float:
   model_config = dict(config.model.to_dict(), num_features=0, triplet_features=0)
   model = heads.build_reid_net(model_config, 0)
   variables = {c: {"backbone": trunk[c]} for c in ("params", "batch_stats")}
-  _, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config)
-  return _gap_of(extras)
+  entry, extras = evaluate_lib.evaluate_dataset(model, variables, dataset, data_dir, config)
+  return entry, _gap_of(extras)
 
 
 def _stats(values):
@@ -121,10 +124,13 @@ def main(argv):
       gap[tgt].append(camera_gap(workdir, tgt, data_dir))
   handcrafted = {name: evaluate_lib.evaluate_handcrafted(name, data_dir, config)
                  for name in supervised}
+  trunk = {name: trunk_alone(name, data_dir, config) for name in supervised}
 
   rows = []
   for name in supervised:
     rows.append((f"hand-crafted on {SHORT[name]}", [handcrafted[name]]))
+  for name in supervised:
+    rows.append((f"pretrained trunk alone on {SHORT[name]}", [trunk[name][0]]))
   for src, tgt in PAIRS:
     rows.append((f"direct transfer {SHORT[src]}->{SHORT[tgt]}", direct[tgt]))
   for name in supervised:
@@ -143,8 +149,7 @@ def main(argv):
     mean, std = _stats(gap[tgt])
     summary[("gap", tgt)] = (mean, std)
     print(f"  camera-gap ratio on {SHORT[tgt]} under the {SHORT[src]}->{SHORT[tgt]} pool5: "
-          f"{mean:.2f} ± {std:.2f}; under the pretrained trunk alone: "
-          f"{trunk_camera_gap(tgt, data_dir, config):.2f}")
+          f"{mean:.2f} ± {std:.2f}; under the pretrained trunk alone: {trunk[tgt][1]:.2f}")
 
   checks = []
   for name in supervised:
