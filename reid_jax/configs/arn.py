@@ -20,6 +20,11 @@ Variants:
                 channels in the paper), the `medium` world; the paper's learning rates, batches
                 and loss weights.
 
+Expected with the tiny variant (`python -m benchmarks.arn_testbed --seeds=1`, seed 0,
+docs/testbed.md "ARN on the testbed"; target rank-1 / mAP in %): synth_market -> synth_duke rec
+10.8 / 6.5, rec_private 11.1 / 6.5, rec_sup 11.9 / 7.7, arn 11.4 / 7.8; synth_duke -> synth_market
+15.6 / 7.6, 15.1 / 7.6, 15.4 / 7.8, 16.0 / 7.9. About 4-6 minutes of training per run on 2 cores.
+
 Method variants (`--variant`, config field `arn.variant`; §1.1 ablation table):
   rec          L_rec only: E_C and D_C trained, E_I fixed, no private encoders, no classifier
   rec_private  + private encoders E_S, E_T and L_diff (no labels)
