@@ -184,11 +184,7 @@ def shared_code_descriptor(model):
 def num_classes(params) -> int:
   """C_S's outputs (0 without it)."""
   classifier = params.get("C_S")
-  if not classifier:
-    return 0
-  dense = [v for v in classifier.values() if isinstance(v, dict) and "kernel" in v]
-  kernel = classifier["kernel"] if "kernel" in classifier else dense[0]["kernel"]
-  return int(kernel.shape[-1])
+  return int(classifier["fc"]["kernel"].shape[-1]) if classifier else 0
 
 
 def results_fields(config) -> dict:
