@@ -108,10 +108,15 @@ def _python(module: str, *flags: str) -> list[str]:
 
 
 def _camstyle_ready(options: Options) -> bool:
-  """Whether the target's complete camera-style set of this world is already there."""
+  """Whether the target's complete camera-style set of this world is already there (an
+  unprepared target has none: it is not built here, the datasets stage does that)."""
+  from reid_jax.data import tfds_builders  # pylint: disable=g-import-not-at-top
   from reid_jax.training import preflight  # pylint: disable=g-import-not-at-top
+  size = world_size(options)
+  if not tfds_builders.builder(options.tgt, options.data_dir, size, prepare=False).is_prepared():
+    return False
   try:
-    preflight.camstyle_set(options.data_dir, options.tgt, world_size(options))
+    preflight.camstyle_set(options.data_dir, options.tgt, size)
   except ReidError:
     return False
   return True
@@ -225,7 +230,8 @@ def _eta(plan_: Plan, index: int, measured: dict) -> float:
   """Seconds left for stages index.. (not done), the prior rescaled by this run's pace."""
   prior = demo_config.EXPECTED_SECONDS
   spent, expected = sum(measured.values()), sum(prior[plan_.stages[i].key] for i in measured)
-  pace = spent / expected if expected > 0 else 1.0
+  # Shrunk towards 1 by a 10-minute prior: one quick stage must not rescale the whole forecast.
+  pace = (spent + 600.0) / (expected + 600.0)
   left = sum(prior[s.key] for s in plan_.stages[index:] if not s.done())
   return pace * left
 

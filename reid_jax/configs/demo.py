@@ -82,11 +82,12 @@ for _pair, _rows in hhl_config.PAPER_TABLE2.items():
         "hhl" if _variant == "hhl" else f"hhl_{_variant}")
     assert PAPER[_pair][_key][2]["rank1"] == _rank1 and PAPER[_pair][_key][2]["mAP"] == _map
 
-# Seconds per stage on a fresh 2-core machine, glibc malloc, medium world (the ETA's prior; the
-# demo rescales it by how fast this machine ran the stages done so far). Measured 2026-12-02.
+# Seconds per stage on a fresh 2-core machine, glibc malloc, medium world, one seed (the ETA's
+# prior; the demo rescales it by this machine's pace). Measured 2026-12-02, `python -m
+# experiments.demo` on a fresh clone: 27 min 53 s in all, the trunk already built.
 EXPECTED_SECONDS = {
-    "pretrain": 480, "datasets": 150, "handcrafted": 25, "baseline": 190, "supervised": 190,
-    "stargan": 400, "hhl": 300, "arn": 380, "table1": 60, "report": 5,
+    "pretrain": 480, "datasets": 120, "handcrafted": 24, "baseline": 183, "supervised": 171,
+    "stargan": 197, "hhl": 549, "arn": 401, "table1": 15, "report": 5,
 }
 
 # --quick: the tiny world, 2 epochs, no pretrained trunk, a micro StarGAN (tests: mechanics only).
