@@ -90,3 +90,16 @@ def test_a_rerun_starts_no_stage_and_prints_the_same_table(quick_demo):
   assert stages and all(line.endswith(": done") for line in stages), stages
   assert _table(again.stdout) == _table(first.stdout)
   print(f"rerun: {seconds:.1f} s")
+
+
+@pytest.mark.parametrize("flags, part", [(("--seeds=0",), "--seeds=0"),
+                                         (("--quick", "--size=full"), "--quick")])
+def test_a_bad_flag_is_one_usage_line_before_any_work(tmp_path, flags, part):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.demo", f"--data_dir={tmp_path / 'data'}",
+       f"--workdir={tmp_path / 'w'}", *flags], cwd=hhl_tests.REPO, env=hhl_tests._env(),
+      capture_output=True, text=True, timeout=120)
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert len(lines) == 1 and part in lines[0], lines
+  assert not (tmp_path / "w").exists() and not (tmp_path / "data").exists()

@@ -204,13 +204,14 @@ def test_ctrl_c_during_training_is_one_line_and_leaves_no_temporary_checkpoint(d
     ("experiments.stargan", ("optim.num_iters", "stargan.py:reference_code")),
     ("experiments.pretrain", ("pool.size", "pretrain.py:tiny")),
     ("experiments.evaluate", ("--rerank",)),
+    ("experiments.demo", ("--ablations", "--seeds", "--reverse", "--quick")),
 ])
 def test_help_exits_0_and_lists_datasets_variants_and_fields(module, fields):
   result = _run(module, "--help")
   assert result.returncode == 0, result.stderr[-2000:]
   for part in ("synth_market", "market, duke, msmt", *fields):
     assert part in result.stdout, part
-  if module != "experiments.evaluate":
+  if module not in ("experiments.evaluate", "experiments.demo"):
     assert "--config" in result.stdout
 
 
