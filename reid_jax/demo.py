@@ -32,13 +32,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from reid_jax import atomic_io
 from reid_jax.configs import demo as demo_config
 from reid_jax.errors import ReidError
 
-DEMO_FILE = "demo.json"
+DEMO_FILE = demo_config.DEMO_FILE
 RUNS_DIR = "runs"
 TWINS = {"synth_duke": "duke", "synth_market": "market", "synth_msmt": "msmt"}
 METRICS = demo_config.METRICS
@@ -148,7 +146,7 @@ def plan(options: Options) -> Plan:
   stages.append(Stage("datasets", f"the {size} worlds of {src} and {tgt}", worlds_prepared,
                       action=prepare_worlds))
 
-  handcrafted = w / f"handcrafted_{tgt}.json"
+  handcrafted = w / demo_config.handcrafted_file(tgt)
 
   def score_handcrafted():
     from reid_jax.configs import baseline as baseline_config  # pylint: disable=g-import-not-at-top
@@ -284,6 +282,7 @@ def _score(workdir: Path, row: Row, run: str, tgt: str) -> dict | None:
 def collect(plan_: Plan) -> list[dict]:
   """The rows as demo.json holds them: scores per seed (fractions), mean, std (ddof 1), paper."""
   import json  # pylint: disable=g-import-not-at-top
+  from reid_jax import report  # pylint: disable=g-import-not-at-top
   options, w = plan_.options, Path(plan_.options.workdir)
   paper = demo_config.PAPER.get((TWINS.get(options.src), TWINS.get(options.tgt)), {})
   records = []
@@ -293,9 +292,9 @@ def collect(plan_: Plan) -> list[dict]:
       scores = [{m: json.loads(path.read_text())[m] for m in METRICS}] if path.is_file() else []
     else:
       scores = [s for s in (_score(w, row, run, options.tgt) for run in row.runs) if s]
-    mean = {m: float(np.mean([s[m] for s in scores])) for m in METRICS} if scores else None
-    std = ({m: float(np.std([s[m] for s in scores], ddof=1)) if len(scores) > 1 else 0.0
-            for m in METRICS} if scores else None)
+    spread = {m: report.mean_std([s[m] for s in scores]) for m in METRICS} if scores else None
+    mean = {m: spread[m][0] for m in METRICS} if scores else None
+    std = {m: spread[m][1] for m in METRICS} if scores else None
     figure = paper.get(row.key)
     records.append({
         "key": row.key, "label": demo_config.LABELS[row.key], "group": row.group,

@@ -20,18 +20,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from reid_jax import atomic_io
+from reid_jax.configs import demo as demo_config
 from reid_jax.errors import ReidError
 
-DEMO_FILE = "demo.json"
+DEMO_FILE = demo_config.DEMO_FILE
 REPORT_FILE = "report.md"
 FIGURES_DIR = "report"  # W/report/: the report's own PNGs (drawn curves, copied figures)
 
-METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP")
+METRICS = demo_config.METRICS
 METRIC_NAMES = {"rank1": "rank-1", "rank5": "rank-5", "rank10": "rank-10", "rank20": "rank-20",
                 "mAP": "mAP"}
 # The real datasets whose layout the synthetic ones copy (the paper's figures are on these).
 REAL_NAMES = {"market": "Market-1501", "duke": "DukeMTMC-reID", "msmt": "MSMT17"}
-MAIN_ROWS = ("handcrafted", "baseline", "supervised", "hhl", "arn")
+MAIN_ROWS = demo_config.MAIN_ROWS
 RANK_LIST_ROWS = ("baseline", "hhl", "arn")
 # The loss terms the trainers log as `train/<term>` (reid_jax/training/loop.py; steps.py, hhl.py,
 # arn.py name them); StarGAN logs `D/loss*` and `G/loss*`. Learning rates are `lr/<group>`.
@@ -85,9 +86,7 @@ def _scores_of(entry) -> dict | None:
     return None
 
 
-def handcrafted_file(dataset: str) -> str:
-  """The hand-crafted reference's eval entry, relative to W."""
-  return f"handcrafted_{dataset}.json"
+handcrafted_file = demo_config.handcrafted_file
 
 
 def _row_dataset(row: Mapping, demo: Mapping) -> str | None:

@@ -13,6 +13,13 @@ from reid_jax.configs import arn as arn_config
 from reid_jax.configs import hhl as hhl_config
 
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP")
+DEMO_FILE = "demo.json"  # W/demo.json: the index experiments.report reads
+
+
+def handcrafted_file(dataset: str) -> str:
+  """The hand-crafted reference's eval entry on `dataset`, relative to the demo workdir."""
+  return f"handcrafted_{dataset}.json"
+
 
 # The main rows, in the table's order. HHL's Table 2 "Basel." row is the direct-transfer row: HHL's
 # --variant=baseline reproduces experiments.baseline bit for bit (tests/training/test_hhl*.py).

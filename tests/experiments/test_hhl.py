@@ -14,18 +14,14 @@ import numpy as np
 import pytest
 
 from reid_jax import paths
+from reid_jax.configs import demo as demo_config
 from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import metrics as metrics_lib
 
 REPO = Path(__file__).resolve().parents[2]
 # A StarGAN trained for 3 iterations on the tiny world: its fakes are poor, but they are a complete
 # camera-style set of that world, which is what the HHL trainer reads.
-STARGAN_MICRO = ("--config=reid_jax/configs/stargan.py:tiny", "--config.data.synthetic_size=tiny",
-                 "--config.model.image_size=16", "--config.model.g_conv_dim=4",
-                 "--config.model.g_repeat_num=1", "--config.model.d_conv_dim=4",
-                 "--config.model.d_repeat_num=2", "--config.batch_size=8",
-                 "--config.optim.num_iters=3", "--config.optim.decay_start=1",
-                 "--config.sample_every=3", "--config.checkpoint_every=3")
+STARGAN_MICRO = ("--config=reid_jax/configs/stargan.py:tiny", *demo_config.QUICK_STARGAN)
 # 2 epochs of 3 CE steps on the tiny world, no pretrained trunk (these tests are about mechanics).
 QUICK = ("--config.data.synthetic_size=tiny", "--config.num_epochs=2",
          "--config.model.pretrained=", "--config.optim.milestones=(1,)",
