@@ -41,7 +41,11 @@ def get_config(arg=None):
   # Path of torchvision's ImageNet ResNet-50 (V1) weights, .pth or .safetensors (docs/hhl.md §3);
   # empty: train from scratch (a warning is printed).
   config.model.pretrained = ""
-  config.model.dtype = "float32"
+  config.model.dtype = "float32"  # 'bfloat16': compute dtype; params, BN statistics, losses float32
+  # BatchNorm statistics per group of bn_groups contiguous slices of every forward pass, whatever
+  # the device count: 2 emulates the reference runs' two-GPU nn.DataParallel (docs/hhl.md §12 row
+  # 14, §14; docs/design.md §10); 1 normalises over the whole pass (the global batch).
+  config.model.bn_groups = 1
 
   config.data = ml_collections.ConfigDict()
   config.data.height = 256  # docs/hhl.md §7

@@ -69,7 +69,6 @@ def get_config(arg=None):
   config.hhl.triplet_reduction = "mean"  # docs/hhl.md §12 row 6: code mean; paper 'sum'
   config.hhl.target_labels = "unique"  # docs/hhl.md §12 row 7: 'unique' | 'code_random'
   config.hhl.bn_passes = "separate"  # docs/hhl.md §14: CE -> triplet -> target; 'joint'
-  config.hhl.bn_groups = 1  # docs/hhl.md §14, §12 row 14: 2 emulates the two-GPU DataParallel
   config.hhl.target_sampling = "random"  # docs/hhl.md §5, Fig. 3: 'random' | 'oracle'
   config.hhl.lc_source_triplet = False  # docs/hhl.md §4 table: +L_C with the source term too?
 

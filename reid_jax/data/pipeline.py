@@ -42,6 +42,17 @@ def image_rng(seed: int, epoch: int, step: int, position: int, stream: int = 0,
                               int(purpose)]))
 
 
+def share_rows(size: int, share: tuple[int, int]) -> range:
+  """The rows of a global batch of `size` that process `share[0]` of `share[1]` reads (a
+  multi-process run, training/sharding.py: each process decodes only its rows)."""
+  index, count = share
+  if size % count:
+    raise ReidError(f"a batch of {size} images does not split over {count} processes; choose "
+                    f"batch sizes divisible by {count}")
+  per = size // count
+  return range(index * per, (index + 1) * per)
+
+
 def relabel(pids) -> tuple[np.ndarray, np.ndarray]:
   """Training labels: `(labels int32 [N] in 0..M-1 by sorted pid, unique pids [M])`."""
   unique, labels = np.unique(np.asarray(pids), return_inverse=True)
@@ -98,7 +109,8 @@ def _run_batches(plans: Iterable[Callable[[], tuple[dict, list[Callable[[], None
 def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, height: int = 256,
                   width: int = 128, labels: np.ndarray | None = None, start_step: int = 0,
                   stream: int = 0, erasing_probability: float = 0.0, num_threads: int = 4,
-                  prefetch: int = 2, transform=None) -> Iterator[dict]:
+                  prefetch: int = 2, transform=None, share: tuple[int, int] = (0, 1)
+                  ) -> Iterator[dict]:
   """Training batches for the index batches of one epoch (from `reid_jax.data.samplers`).
 
   Args:
@@ -113,9 +125,12 @@ def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, hei
     prefetch: batches prepared ahead of the consumer.
     transform: `(image, rng, height, width, erasing_probability) -> image`
       (`transforms.train_transform_for`); default HHL's `transforms.train_transform`.
+    share: `(process, processes)`: yield only that process's rows of every batch
+      (`sharding.share_rows`), each image drawn as in the whole batch.
 
   Yields:
-    `{'image': float32 [B, H, W, 3], 'label': int32 [B], 'camid': int32 [B], 'index': int32 [B]}`.
+    `{'image': float32 [B, H, W, 3], 'label': int32 [B], 'camid': int32 [B], 'index': int32 [B]}`
+    (B / processes rows with `share`).
   """
   transform = transform or transforms.train_transform
   if labels is None:
@@ -124,14 +139,15 @@ def train_batches(source, index_batches: Sequence, *, seed: int, epoch: int, hei
 
   def plan_for(step: int, indices):
     def plan():
-      indices_ = np.asarray(indices)
+      rows = share_rows(len(indices), share)
+      indices_ = np.asarray(indices)[rows.start:rows.stop]
       encoded = _encoded(source, indices_)
       images = np.empty((len(indices_), height, width, 3), np.float32)
 
       def task(k: int):
-        def run():
-          images[k] = transform(encoded[k], image_rng(seed, epoch, step, k, stream), height,
-                                width, erasing_probability)
+        def run():  # k: the row in this share; rows.start + k: the position in the batch
+          images[k] = transform(encoded[k], image_rng(seed, epoch, step, rows.start + k, stream),
+                                height, width, erasing_probability)
         return run
 
       batch = {"image": images, "label": np.asarray(labels)[indices_].astype(np.int32),
@@ -154,7 +170,8 @@ def _read_file(path) -> bytes:
 def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: int,
                    height: int = 256, width: int = 128, label_mode: str = "index",
                    start_step: int = 0, stream: int = 0, num_threads: int = 4,
-                   prefetch: int = 2, transform=None) -> Iterator[dict]:
+                   prefetch: int = 2, transform=None, share: tuple[int, int] = (0, 1)
+                   ) -> Iterator[dict]:
   """HHL target batches: reals and their camera-style versions, augmented independently.
 
   Args:
@@ -164,7 +181,7 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
     label_mode: 'index' (default): sample label `TARGET_LABEL_OFFSET + index`, unique per target
       image; 'code_random': the reference code's `int(U[0, 1) * 10000 + 1000)` drawn per sample
       per load (docs/hhl.md §4; collisions possible, as there).
-    start_step, num_threads, prefetch, transform: as `train_batches`.
+    start_step, num_threads, prefetch, transform, share: as `train_batches`.
 
   Yields:
     `{'image': float32 [B (C+1), H, W, 3], 'label': int32 [B (C+1)], 'camid': int32,
@@ -180,15 +197,18 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
     def plan():
       indices = np.asarray(tb.indices)
       B, C = len(indices), tb.fake_paths.shape[1]
-      encoded = list(_encoded(source, indices))
+      rows = share_rows(B * (C + 1), share)
+      reals = range(rows.start, min(rows.stop, B))  # the real images among this share's rows
+      encoded = dict(zip(reals, _encoded(source, indices[reals.start:reals.stop])))
       # Column-major over [B, C]: fakes of camera 1 for all samples first (docs/hhl.md §4 order).
       fake_paths = [tb.fake_paths[b, j] for j in range(C) for b in range(B)]
-      images = np.empty((B * (C + 1), height, width, 3), np.float32)
+      images = np.empty((len(rows), height, width, 3), np.float32)
 
-      def task(k: int):
+      def task(k: int):  # k: the position in the whole batch
         def run():
           data = encoded[k] if k < B else _read_file(fake_paths[k - B])
-          images[k] = transform(data, image_rng(seed, epoch, step, k, stream), height, width, 0.0)
+          images[k - rows.start] = transform(data, image_rng(seed, epoch, step, k, stream),
+                                             height, width, 0.0)
         return run
 
       if label_mode == "index":
@@ -197,15 +217,15 @@ def target_batches(source, batches: Sequence[TargetBatch], *, seed: int, epoch: 
         sample_labels = np.array([
             int(image_rng(seed, epoch, step, b, stream, _LABEL_PURPOSE).uniform() * 10000 + 1000)
             for b in range(B)])
-      batch = {
-          "image": images,
+      whole = {
           "label": np.tile(sample_labels, C + 1).astype(np.int32),
           "camid": np.concatenate([camids[indices]] + [np.full(B, j) for j in range(C)]
                                   ).astype(np.int32),
           "index": np.tile(indices, C + 1).astype(np.int32),
           "is_fake": np.arange(B * (C + 1)) >= B,
       }
-      return batch, [task(k) for k in range(B * (C + 1))]
+      batch = {"image": images, **{k: v[rows.start:rows.stop] for k, v in whole.items()}}
+      return batch, [task(k) for k in rows]
     return plan
 
   plans = (plan_for(step, batches[step]) for step in range(start_step, len(batches)))

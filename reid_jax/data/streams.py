@@ -53,30 +53,31 @@ def load_split(dataset: str, split: str, data_dir, config):
 
 
 def _train_batches(source, index_batches, data_config, seed, epoch, start, stream, labels,
-                   erasing_probability, keys):
+                   erasing_probability, keys, share):
   for batch in pipeline.train_batches(
       source, index_batches, seed=seed, epoch=epoch, height=data_config.height,
       width=data_config.width, labels=labels, start_step=start, stream=stream,
       erasing_probability=erasing_probability, num_threads=data_config.num_workers,
-      transform=transforms.train_transform_for(data_config)):
+      transform=transforms.train_transform_for(data_config), share=share):
     yield {k: batch[k] for k in keys}
 
 
-def ce_stream(source, data_config, seed: int) -> EpochBatches:
+def ce_stream(source, data_config, seed: int, share: tuple[int, int] = (0, 1)) -> EpochBatches:
   """`(epoch, start) -> batches` of the source CE stream: `data.batch_size` images, uniform
-  shuffle, each image once per epoch, last partial batch dropped (docs/hhl.md §5, §9)."""
+  shuffle, each image once per epoch, last partial batch dropped (docs/hhl.md §5, §9).
+  `share`: this process's rows of every batch (`pipeline.share_rows`; every stream takes it)."""
   labels, _ = pipeline.relabel(source.labels["pid"])
 
   def epoch_batches(epoch, start):
     index_batches = samplers.shuffled_batches(len(source), data_config.batch_size, seed, epoch)
     return _train_batches(source, index_batches, data_config, seed, epoch, start, CE_STREAM,
-                          labels, data_config.erasing_probability, TRAIN_KEYS)
+                          labels, data_config.erasing_probability, TRAIN_KEYS, share)
 
   return epoch_batches
 
 
 def pk_stream(source, data_config, seed: int, batch_size: int | None = None,
-              salt: int = TRIPLET_STREAM) -> Stream:
+              salt: int = TRIPLET_STREAM, share: tuple[int, int] = (0, 1)) -> Stream:
   """The source triplet stream: `data.triplet_batch_size` (or `batch_size`) = P identities x
   `data.num_instances` images (docs/hhl.md §5: 8 x 8 = 64, the reference's random-identity sampler
   `pk_batches(..., variant='hhl')`, so every pass has the same length). Labels: the relabelled
@@ -98,13 +99,14 @@ def pk_stream(source, data_config, seed: int, batch_size: int | None = None,
   def batches(pass_index, start, stop):
     return _train_batches(source, index_batches(pass_index)[:stop], data_config, seed,
                           pass_index, start, salt, labels,
-                          data_config.erasing_probability, TRAIN_KEYS)
+                          data_config.erasing_probability, TRAIN_KEYS, share)
 
   return Stream(num_batches, batches)
 
 
 def target_stream(target, camstyle_folder, num_cameras: int, data_config, seed: int,
-                  label_mode: str = "index", sampling: str = "random") -> Stream:
+                  label_mode: str = "index", sampling: str = "random",
+                  share: tuple[int, int] = (0, 1)) -> Stream:
   """The target stream: `data.target_batch_size` target training images per batch, each with its
   C camera-style versions (docs/hhl.md §5; `camstyle_folder=None` or C = 0: reals only), ordered
   `[reals | fakes of camera 1 | ... | camera C]`, every image augmented independently.
@@ -140,7 +142,7 @@ def target_stream(target, camstyle_folder, num_cameras: int, data_config, seed: 
         target, sampled(pass_index, stop), seed=seed, epoch=pass_index,
         height=data_config.height, width=data_config.width, label_mode=label_mode,
         start_step=start, stream=TARGET_STREAM, num_threads=data_config.num_workers,
-        transform=transforms.train_transform_for(data_config)):
+        transform=transforms.train_transform_for(data_config), share=share):
       yield {k: batch[k] for k in TARGET_KEYS}
 
   return Stream(num_batches, batches)

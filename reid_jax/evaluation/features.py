@@ -70,8 +70,8 @@ def _cached_extractor(descriptor: Descriptor, flip: bool, mesh):
 
 def make_extractor(descriptor: Descriptor, flip: bool = False, mesh=None):
   """A jitted `(variables, images) -> L2-normalised [B, D]`, batch split over the data mesh
-  (the same function for the same descriptor, flip and mesh)."""
-  mesh = sharding_lib.data_mesh() if mesh is None else mesh
+  (default: this process's devices; the same function for the same descriptor, flip and mesh)."""
+  mesh = sharding_lib.local_mesh() if mesh is None else mesh
   return _cached_extractor(descriptor, flip, mesh)[0], mesh
 
 
@@ -89,7 +89,7 @@ def extract(descriptor: Descriptor, variables: Mapping, batches: Iterable[Mappin
     desc: the bar's label (e.g. "market query").
     progress: show the bar on stdout.
   """
-  mesh = sharding_lib.data_mesh() if mesh is None else mesh
+  mesh = sharding_lib.local_mesh() if mesh is None else mesh
   extractor, compiled_shapes = _cached_extractor(descriptor, flip, mesh)
   variables = sharding_lib.replicate(dict(variables), mesh)
   sharding_lib_devices = mesh.shape[sharding_lib.DATA_AXIS]

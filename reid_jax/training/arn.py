@@ -124,11 +124,12 @@ def arn_streams(inputs: trainer.Inputs) -> trainer.Streams:
   config = inputs.config
   data = config.data
   source = streams_lib.pk_stream(inputs.source, data, config.seed, batch_size=data.batch_size,
-                                 salt=streams_lib.ARN_SOURCE_STREAM)
+                                 salt=streams_lib.ARN_SOURCE_STREAM, share=inputs.share)
   target_split = streams_lib.load_split(inputs.tgt, "train", inputs.data_dir, config)
   if data.get("cache_images", False):
     target_split = pipeline.InMemory(target_split, data.num_workers)
-  target = streams_lib.target_stream(target_split, None, 0, data, config.seed)
+  target = streams_lib.target_stream(target_split, None, 0, data, config.seed,
+                                      share=inputs.share)
   restarting = {"source": source, "target": target}
   period = streams_lib.restart_period(restarting)
   summary = (f"arn variant {config.arn.variant}: each step reads source {data.batch_size} "
@@ -137,7 +138,8 @@ def arn_streams(inputs: trainer.Inputs) -> trainer.Streams:
              "epoch")
   return trainer.Streams(streams_lib.combine(None, inputs.steps_per_epoch, restarting),
                          images_per_step=data.batch_size + data.target_batch_size,
-                         summary=summary)
+                         summary=summary,
+                         batch_sizes={"data.target_batch_size": data.target_batch_size})
 
 
 def source_pretrained_trunk(workdir) -> dict:

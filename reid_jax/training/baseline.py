@@ -16,7 +16,7 @@ from reid_jax.training import trainer
 def ce_streams(inputs: trainer.Inputs) -> trainer.Streams:
   """The source CE stream alone (docs/hhl.md §9): `{'ce': {'image', 'label'}}` per step."""
   config = inputs.config
-  ce = streams_lib.ce_stream(inputs.source, config.data, config.seed)
+  ce = streams_lib.ce_stream(inputs.source, config.data, config.seed, share=inputs.share)
   return trainer.Streams(streams_lib.combine(ce, inputs.steps_per_epoch, {}),
                          images_per_step=config.data.batch_size)
 
@@ -25,6 +25,7 @@ METHOD = trainer.Method(
     name="baseline",
     build_model=heads.build_reid_net,
     optimiser_rules=lambda config: optim.reid_net_rules(config.optim.embedding_layers),
-    loss_fn=lambda model, config: steps.on_stream("ce", steps.baseline_loss_fn(model)),
+    loss_fn=lambda model, config: steps.on_stream(
+        "ce", steps.baseline_loss_fn(model, config.model.get("bn_groups", 1))),
     streams=ce_streams,
 )

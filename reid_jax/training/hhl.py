@@ -3,7 +3,7 @@
   L_HHL = L_cross(CE batch) + beta x L_T(source triplet batch ∪ target reals ∪ their fakes)
 
 with the three forward passes CE -> triplet -> target threading the BatchNorm statistics
-(`hhl.bn_passes`, `hhl.bn_groups`), the §4 variants (`hhl.variant`: baseline, lt, ld, lc, hhl),
+(`hhl.bn_passes`, `model.bn_groups`), the §4 variants (`hhl.variant`: baseline, lt, ld, lc, hhl),
 and the input streams of §5 (`data.streams.combine`: the triplet and target streams restart every
 epoch and whenever either runs out).
 
@@ -24,7 +24,7 @@ from reid_jax.training import trainer
 
 LABEL_MODES = {"unique": "index", "code_random": "code_random"}  # docs/hhl.md §12 row 7
 SWITCHES = ("variant", "beta", "margin", "triplet_reduction", "target_labels", "bn_passes",
-            "bn_groups", "target_sampling", "lc_source_triplet")
+            "target_sampling", "lc_source_triplet")
 
 
 def uses(config) -> tuple[bool, bool, bool]:
@@ -42,8 +42,6 @@ def check_config(config) -> None:
   if h.bn_passes not in ("separate", "joint"):
     raise ReidError(f"config field hhl.bn_passes={h.bn_passes!r}: choose 'separate' or 'joint' "
                     "(docs/hhl.md §14)")
-  if h.bn_groups not in (1, 2):
-    raise ReidError(f"config field hhl.bn_groups={h.bn_groups}: choose 1 or 2 (docs/hhl.md §14)")
   if h.triplet_reduction not in ("mean", "sum"):
     raise ReidError(f"config field hhl.triplet_reduction={h.triplet_reduction!r}: choose 'mean' "
                     "or 'sum' (docs/hhl.md §12 row 6)")
@@ -68,7 +66,7 @@ def loss_fn(model, config) -> steps.LossFn:
     if use_target:
       images.append(batch["target"]["image"])
     outputs, batch_stats = steps.forward_passes(model, params, batch_stats, images, rng,
-                                                h.bn_passes, h.bn_groups)
+                                                h.bn_passes, config.model.bn_groups)
     logits, labels = outputs[0]["logits"], batch["ce"]["label"]
     cross_entropy = classification.cross_entropy(logits, labels)
     metrics = {"cross_entropy": cross_entropy, **steps.classification_metrics(logits, labels)}
@@ -101,13 +99,15 @@ def hhl_streams(inputs: trainer.Inputs) -> trainer.Streams:
   config = inputs.config
   data, h = config.data, config.hhl
   use_source, use_target, use_fakes = uses(config)
-  ce = streams_lib.ce_stream(inputs.source, data, config.seed)
+  ce = streams_lib.ce_stream(inputs.source, data, config.seed, share=inputs.share)
   restarting, parts = {}, [f"CE {data.batch_size}"]
   if use_source:
-    restarting["triplet"] = streams_lib.pk_stream(inputs.source, data, config.seed)
+    restarting["triplet"] = streams_lib.pk_stream(inputs.source, data, config.seed,
+                                                  share=inputs.share)
     parts.append(f"triplet {data.triplet_batch_size} ({data.triplet_batch_size // data.num_instances}"
                  f" ids x {data.num_instances})")
   images = data.batch_size + (data.triplet_batch_size if use_source else 0)
+  sizes = {"data.triplet_batch_size": data.triplet_batch_size} if use_source else {}
   if use_target:
     target = streams_lib.load_split(inputs.tgt, "train", inputs.data_dir, config)
     if data.get("cache_images", False):
@@ -116,8 +116,10 @@ def hhl_streams(inputs: trainer.Inputs) -> trainer.Streams:
     folder = camstyle_folder(config, inputs.data_dir, inputs.tgt)
     restarting["target"] = streams_lib.target_stream(
         target, folder, cameras, data, config.seed, label_mode=LABEL_MODES[h.target_labels],
-        sampling=h.target_sampling)
+        sampling=h.target_sampling, share=inputs.share)
     images += data.target_batch_size * (cameras + 1)
+    sizes[f"data.target_batch_size x (1 + {cameras} camera styles)"] = (
+        data.target_batch_size * (cameras + 1))
     parts.append(f"target {data.target_batch_size} x (1 + {cameras} camera styles)"
                  + (f" from {folder}" if folder else ""))
   summary = f"hhl variant {h.variant}: each step reads " + ", ".join(parts)
@@ -126,12 +128,12 @@ def hhl_streams(inputs: trainer.Inputs) -> trainer.Streams:
     summary += (f"; the {' and '.join(restarting)} stream{'s' if len(restarting) > 1 else ''} "
                 f"restart every {period} steps and at every epoch (docs/hhl.md §5)")
   return trainer.Streams(streams_lib.combine(ce, inputs.steps_per_epoch, restarting),
-                         images_per_step=images, summary=summary)
+                         images_per_step=images, summary=summary, batch_sizes=sizes)
 
 
 def results_fields(config) -> dict:
   """The variant and every switch, for results.json (docs/hhl.md §12)."""
-  return {"hhl": {k: config.hhl[k] for k in SWITCHES},
+  return {"hhl": {**{k: config.hhl[k] for k in SWITCHES}, "bn_groups": config.model.bn_groups},
           "embedding_layers": config.optim.embedding_layers}
 
 

@@ -141,10 +141,12 @@ class Session:
 
   def begin(self, total: int, description: str, *, initial: int, unit: str = "step",
             enabled: bool = True) -> progress_lib.Bar:
-    """Opens TensorBoard and the bar and starts the session clock; returns the bar."""
-    self.writer = metrics_lib.MetricWriter(self.workdir / workdir_lib.TB_DIR)
+    """Opens TensorBoard and the bar and starts the session clock; returns the bar. Only the main
+    process writes TensorBoard and shows the bar."""
+    main = sharding_lib.is_main_process()
+    self.writer = metrics_lib.MetricWriter(self.workdir / workdir_lib.TB_DIR, enabled=main)
     self.progress = progress_lib.Bar(total, description, unit=unit, initial=initial,
-                                     enabled=enabled)
+                                     enabled=enabled and main)
     self._started = time.perf_counter()
     return self.progress
 
@@ -247,11 +249,13 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
           break
         batch = sharding_lib.shard_batch(batch, mesh)
         compiles = step == initial_step
+        rng = step_rng(config.seed, step)
+        if jax.process_count() > 1:
+          rng = sharding_lib.replicate(rng, mesh)
         if compiles:
-          state, metrics = progress.compile_call(
-              "the train step", compiled_step, state, batch, step_rng(config.seed, step))
+          state, metrics = progress.compile_call("the train step", compiled_step, state, batch, rng)
         else:
-          state, metrics = compiled_step(state, batch, step_rng(config.seed, step))
+          state, metrics = compiled_step(state, batch, rng)
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
         now = time.perf_counter()
         if not compiles:  # wall time since the previous step: data, step and checkpoints

@@ -47,13 +47,23 @@ def read_scalars(logdir) -> dict[tuple[int, str], float]:
           if v.WhichOneof("value") == "simple_value"}
 
 
-class MetricWriter:
-  """Scalars and images for TensorBoard; every call is keyed by the global training step."""
+class _Silent:
+  """A SummaryWriter that writes nothing."""
 
-  def __init__(self, logdir):
+  def __getattr__(self, name):
+    return lambda *args, **kwargs: None
+
+
+class MetricWriter:
+  """Scalars and images for TensorBoard; every call is keyed by the global training step.
+  `enabled=False` (a multi-process run's other processes) writes nothing."""
+
+  def __init__(self, logdir, enabled: bool = True):
     self.logdir = Path(logdir)
-    self.logdir.mkdir(parents=True, exist_ok=True)
-    self._writer = SummaryWriter(logdir=str(self.logdir))
+    self._writer = _Silent()
+    if enabled:
+      self.logdir.mkdir(parents=True, exist_ok=True)
+      self._writer = SummaryWriter(logdir=str(self.logdir))
 
   def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     for name, value in scalars.items():

@@ -87,11 +87,21 @@ def checkpoint_exists(workdir, advice: str = "train first") -> None:
     raise ReidError(f"no checkpoint in {workdir / workdir_lib.CHECKPOINT_DIR}: {advice}")
 
 
+def bn_groups(model_config) -> None:
+  """`model.bn_groups` is a positive integer (its divisibility is checked with the streams)."""
+  groups = model_config.get("bn_groups", 1)
+  if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    raise ReidError(f"config field model.bn_groups={groups!r}: choose a positive integer (1: "
+                    "BatchNorm over the whole pass; 2: the reference's two-GPU DataParallel, "
+                    "docs/hhl.md §14)")
+
+
 def training_run(workdir, config, data_dir, src: str, tgt: str) -> None:
   """What a re-ID training command checks before any long work: the workdir's config (locked once
-  a checkpoint exists), the pretrained file, then both datasets (prepared)."""
+  a checkpoint exists), `model.bn_groups`, the pretrained file, then both datasets (prepared)."""
   from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir_lib.check(workdir, config, ignore=("config_name",))
+  bn_groups(config.model)
   pretrained(config.model, data_dir)
   datasets(data_dir, (src, tgt), size=config.data.synthetic_size)
 

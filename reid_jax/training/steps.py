@@ -102,13 +102,14 @@ def classification_metrics(logits, labels) -> dict:
   return {"accuracy": jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))}
 
 
-def baseline_loss_fn(model) -> LossFn:
-  """IDE cross-entropy on the source batch `{'image': [B, H, W, 3], 'label': [B]}` (docs/hhl.md §9)."""
+def baseline_loss_fn(model, bn_groups: int = 1) -> LossFn:
+  """IDE cross-entropy on the source batch `{'image': [B, H, W, 3], 'label': [B]}` (docs/hhl.md §9);
+  `bn_groups` as `grouped_forward`."""
   from reid_jax.losses import classification
 
   def loss_fn(params, batch_stats, batch, rng):
-    outputs, batch_stats = forward(model, params, batch_stats, batch["image"],
-                                   forward_rng(rng, 0))
+    outputs, batch_stats = grouped_forward(model, params, batch_stats, batch["image"],
+                                           forward_rng(rng, 0), bn_groups)
     loss = classification.cross_entropy(outputs["logits"], batch["label"])
     metrics = {"cross_entropy": loss, **classification_metrics(outputs["logits"], batch["label"])}
     return loss, (batch_stats, metrics)

@@ -29,6 +29,7 @@ from reid_jax.models import torchvision_import
 from reid_jax.training import evaluate as evaluate_lib
 from reid_jax.training import loop
 from reid_jax.training import optim
+from reid_jax.training import preflight
 from reid_jax.training import pretrain
 from reid_jax.training import sharding as sharding_lib
 from reid_jax.training import state as state_lib
@@ -46,15 +47,22 @@ class Inputs:
   data_dir: Path
   config: Any
   steps_per_epoch: int
+  share: tuple[int, int] = (0, 1)  # (process, processes): the rows of each batch it decodes
 
 
 @dataclasses.dataclass(frozen=True)
 class Streams:
-  """`epoch_batches(epoch, start)` (loop.run's contract) and the images one step consumes."""
+  """`epoch_batches(epoch, start)` (loop.run's contract) and the images one step consumes.
+
+  batch_sizes: `{what sets it: leading size}` of every image array a step reads besides the CE
+    batch (`data.batch_size`), e.g. `{'data.target_batch_size x (1 + 6)': 28}`; each must split
+    over the devices and into `model.bn_groups` (checked before the model is built).
+  """
 
   epoch_batches: streams_lib.EpochBatches
   images_per_step: int
   summary: str = ""  # one line for the console: what each step reads
+  batch_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,22 +148,35 @@ def load_source(config, data_dir, src: str):
   return source, steps_per_epoch
 
 
+def check_pass_sizes(config, streams: Streams, mesh) -> None:
+  """Every array a step reads splits evenly over the mesh's devices and into `model.bn_groups`
+  BatchNorm groups; else ReidError naming the config field."""
+  preflight.bn_groups(config.model)
+  groups = config.model.get("bn_groups", 1)
+  sizes = {"data.batch_size": config.data.batch_size, **streams.batch_sizes}
+  for field, size in sizes.items():
+    sharding_lib.check_batch_size(size, mesh, field)
+    if size % groups:
+      raise ReidError(f"config field {field}={size} does not split into model.bn_groups={groups} "
+                      f"BatchNorm groups; choose sizes divisible by {groups} or another bn_groups")
+
+
 def train(method: Method, config, workdir, data_dir, src: str, tgt: str):
   """Trains `method` on `src` (and `tgt`'s unlabelled images if it reads them) with resume;
   returns `(model, variables, loop_result)`."""
   source, steps_per_epoch = load_source(config, data_dir, src)
   num_classes = len(np.unique(source.labels["pid"]))
   mesh = sharding_lib.data_mesh()
-  sharding_lib.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+  inputs = Inputs(source=source, src=src, tgt=tgt, data_dir=Path(data_dir), config=config,
+                  steps_per_epoch=steps_per_epoch, share=sharding_lib.process_share())
+  streams = method.streams(inputs)
+  check_pass_sizes(config, streams, mesh)
   model = method.build_model(config.model, num_classes)
   variables = init_variables(model, config, jax.random.PRNGKey(config.seed), data_dir, method)
   optimiser = optim.build_optimiser(variables["params"], config.optim,
                                     method.optimiser_rules(config), steps_per_epoch)
   state = state_lib.create(variables["params"], variables["batch_stats"], optimiser.tx)
   train_step = steps_lib.make_train_step(method.loss_fn(model, config), optimiser.tx)
-  inputs = Inputs(source=source, src=src, tgt=tgt, data_dir=Path(data_dir), config=config,
-                  steps_per_epoch=steps_per_epoch)
-  streams = method.streams(inputs)
   print(f"source {src}: {len(source)} images, {num_classes} identities, {steps_per_epoch} "
         f"steps/epoch x {config.num_epochs} epochs; devices {workdir_lib.device_names()}")
   if streams.summary:
@@ -173,9 +194,14 @@ def train(method: Method, config, workdir, data_dir, src: str, tgt: str):
 
 def train_and_evaluate(method: Method, config, workdir, data_dir, src: str, tgt: str,
                        config_name: str) -> dict:
-  """Trains, evaluates on `tgt` (then `src`), writes results.json and the target's rank list."""
+  """Trains, evaluates on `tgt` (then `src`), writes results.json and the target's rank list.
+  With several processes, the main one evaluates on its own devices and writes; the others wait
+  for it and return None."""
   workdir = Path(workdir)
   model, variables, result = train(method, config, workdir, data_dir, src, tgt)
+  if not sharding_lib.is_main_process():
+    sharding_lib.sync("evaluated")
+    return None
   evaluations = {}
   for dataset in dict.fromkeys((tgt, src)):
     domain = "target" if dataset == tgt else "source"
@@ -185,7 +211,9 @@ def train_and_evaluate(method: Method, config, workdir, data_dir, src: str, tgt:
     evaluations[dataset] = entry
     if dataset == tgt:
       evaluate_lib.write_rank_list(workdir, dataset, extras, config)
-  return workdir_lib.write_results(
+  results = workdir_lib.write_results(
       workdir, experiment=method.name, variant=config.variant, src=src, tgt=tgt,
       config_name=config_name, config=config, epochs=result.epochs, steps=result.steps,
       train_seconds=result.train_seconds, eval=evaluations, **method.results_fields(config))
+  sharding_lib.sync("evaluated")
+  return results

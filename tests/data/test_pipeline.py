@@ -199,3 +199,46 @@ def test_in_memory_source_gives_identical_batches(data_dir):
                                          width=16)):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
+
+
+def _stack(shares):
+  return {k: np.concatenate([s[k] for s in shares]) for k in shares[0]}
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_process_shares_of_train_batches_are_the_rows_of_the_whole(source, processes):
+  """A multi-process run: process i decodes rows [i B / P, (i + 1) B / P) only, each image drawn
+  exactly as in the whole batch, so the shares stacked are the one-process batch."""
+  index_batches = samplers.pk_batches(source.labels["pid"], 8, 4, seed=0, epoch=0)
+  whole = _collect(pipeline.train_batches(source, index_batches, seed=0, epoch=0, height=32,
+                                          width=16, erasing_probability=0.5))
+  shares = [_collect(pipeline.train_batches(source, index_batches, seed=0, epoch=0, height=32,
+                                            width=16, erasing_probability=0.5,
+                                            share=(i, processes)))
+            for i in range(processes)]
+  for step, batch in enumerate(whole):
+    assert all(len(s[step]["image"]) == 8 // processes for s in shares)
+    stacked = _stack([s[step] for s in shares])
+    for key in batch:
+      np.testing.assert_array_equal(stacked[key], batch[key])
+
+
+def test_process_shares_of_target_batches_are_the_rows_of_the_whole(source, tmp_path):
+  """Target batches `[reals | fakes ...]`: a share may hold reals and fakes; same rows, same draws."""
+  folder = tmp_path / "camstyle"
+  _write_fakes(folder, source, 2)
+  tbs = samplers.target_batches(source.labels["filename"], 4, seed=0, epoch=0,
+                                camstyle_folder=folder, num_cameras=2)
+  whole = _collect(pipeline.target_batches(source, tbs, seed=0, epoch=0, height=32, width=16))
+  shares = [_collect(pipeline.target_batches(source, tbs, seed=0, epoch=0, height=32, width=16,
+                                             share=(i, 3)))
+            for i in range(3)]  # 12 rows: 4 each, the first share all reals, the second mixed
+  for step, batch in enumerate(whole):
+    stacked = _stack([s[step] for s in shares])
+    for key in batch:
+      np.testing.assert_array_equal(stacked[key], batch[key])
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused():
+  with pytest.raises(ReidError, match="does not split over 3 processes"):
+    pipeline.share_rows(8, (0, 3))

@@ -167,7 +167,7 @@ def test_missing_camstyle_set_prints_the_stargan_command(hhl_data_dir, tmp_path)
 @pytest.mark.parametrize("flag, field", [
     ("--config.hhl.bn_passes=both", "hhl.bn_passes"),
     ("--config.hhl.target_labels=random", "hhl.target_labels"),
-    ("--config.hhl.bn_groups=3", "hhl.bn_groups"),
+    ("--config.model.bn_groups=0", "model.bn_groups"),
 ])
 def test_a_bad_switch_is_one_line_naming_the_field(flag, field, tmp_path):
   result = _run("experiments.hhl", "--src=synth_duke", "--tgt=synth_market",
