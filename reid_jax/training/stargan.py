@@ -169,19 +169,24 @@ def _cache_key(kind: str, config, *extra) -> tuple:
   return (kind, json.dumps(sections, sort_keys=True), *extra)
 
 
-def make_train_step(config, num_cameras: int, schedule: Schedule):
+def make_train_step(config, num_cameras: int, schedule: Schedule, mesh=None):
   """`train_step(state, images, cameras, key, update_g) -> (state, metrics)`, jitted.
 
   images `[B, H, W, 3]` in [-1, 1], cameras int32 `[B]` (0-based), key: the run's base key. D is
   updated; with `update_g` (static) G is then updated against the new D (docs/hhl.md §10.4).
+  mesh: the data mesh (default: every device of this process); the batch is split over it, the
+  state replicated, so the step is that of one device on the global batch.
   """
-  key = _cache_key("train_step", config, num_cameras, schedule)
+  from reid_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.local_mesh() if mesh is None else mesh
+  key = _cache_key("train_step", config, num_cameras, schedule, tuple(mesh.device_ids.flat))
   if key not in _COMPILED:
-    _COMPILED[key] = _make_train_step(config, num_cameras, schedule)
+    _COMPILED[key] = _make_train_step(config, num_cameras, schedule, mesh)
   return _COMPILED[key]
 
 
-def _make_train_step(config, num_cameras: int, schedule: Schedule):
+def _make_train_step(config, num_cameras: int, schedule: Schedule, mesh):
+  from reid_jax.training import sharding  # pylint: disable=g-import-not-at-top
   g, d = build_models(config, num_cameras)
   tx = _adam(config)
   loss_cfg = config.loss
@@ -230,7 +235,11 @@ def _make_train_step(config, num_cameras: int, schedule: Schedule):
                              g_opt_state=g_opt_state, d_opt_state=d_opt_state)
     return new_state, metrics
 
-  return xla_options.jit(train_step, static_argnames=("update_g",), donate_argnums=(0,))
+  # The inputs arrive placed (state replicated, batch split: `_train`); jit follows them (jax
+  # takes no in_shardings beside a keyword argument such as update_g) and returns replicated.
+  replicated = sharding.replicated(mesh)
+  return xla_options.jit(train_step, static_argnames=("update_g",), donate_argnums=(0,),
+                         out_shardings=(replicated, replicated))
 
 
 def make_translate(config, num_cameras: int):
@@ -485,8 +494,11 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
   raises ReidError (rerun resumes from the last checkpoint).
   """
   from reid_jax.training import loop
+  from reid_jax.training import sharding
   from reid_jax.training import workdir as workdir_lib
 
+  mesh = sharding.local_mesh()  # one host's devices (multi-host StarGAN is not built)
+  sharding.check_batch_size(config.batch_size, mesh)
   workdir = workdir_lib.prepare(workdir, config)
   data = TrainingImages(dataset, data_dir, config)
   num_cameras = data.num_cameras
@@ -500,6 +512,7 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
     if saved is not None:
       state = StarGANState(**saved)
     start = int(state.step)
+    state = sharding.replicate(state, mesh)
 
     def summary():
       return {"steps": int(state.step), "num_iters": schedule.num_iters,
@@ -509,7 +522,7 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
     if start >= schedule.num_iters:
       return summary()
 
-    train_step = make_train_step(config, num_cameras, schedule)
+    train_step = make_train_step(config, num_cameras, schedule, mesh)
     translate = make_translate(config, num_cameras)
     key = jax.random.PRNGKey(config.seed)
     sample_rows = data.sample_indices(config.num_sample_images)
@@ -529,7 +542,7 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
     end = schedule.num_iters if stop_at is None else min(max(stop_at, start), schedule.num_iters)
     try:
       for iteration in range(start, end):
-        images, cameras = next_batch.result()
+        images, cameras = sharding.shard_batch(next_batch.result(), mesh)
         if iteration + 1 < end:
           next_batch = prefetch.submit(data.train_batch, iteration + 1)
         update_g = (iteration + 1) % n_critic == 0  # docs/hhl.md §10.5

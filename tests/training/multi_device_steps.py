@@ -1,8 +1,8 @@
-"""Child of test_multi_device.py: a few train steps of the baseline and of HHL on 1 and on all the
-(forced) host CPU devices, same global batches; prints one JSON line of the differences.
+"""Child of test_multi_device.py: a few train steps of the baseline, of HHL and of StarGAN on 1 and
+on all the (forced) host CPU devices, same global batches; prints one JSON line of the differences.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/training/multi_device_steps.py \
-      [baseline] [hhl]
+      [baseline] [hhl] [stargan]
 
 Each case `method/bn_groups` reports the largest |difference| (and the largest value, for scale)
 of the params, the BatchNorm statistics and the per-step losses between the 1-device and the
@@ -18,11 +18,13 @@ import numpy as np
 
 from reid_jax.configs import baseline as baseline_config
 from reid_jax.configs import hhl as hhl_config
+from reid_jax.configs import stargan as stargan_config
 from reid_jax.training import baseline
 from reid_jax.training import hhl
 from reid_jax.training import loop
 from reid_jax.training import optim
 from reid_jax.training import sharding
+from reid_jax.training import stargan
 from reid_jax.training import state as state_lib
 from reid_jax.training import steps
 from reid_jax.training import trainer
@@ -88,6 +90,36 @@ def run(method: str, config, mesh):
   return state.params, state.batch_stats, np.asarray(losses), sorted(holders)
 
 
+def run_stargan(mesh):
+  """(final G and D params, every loss term of every step, devices holding the batch) of a D
+  step, a D + G step and a D step (docs/hhl.md §10.4-§10.5) of a narrow StarGAN, batch of 8."""
+  config = stargan_config.get_config("tiny")
+  config.model.update(image_size=16, g_conv_dim=4, g_repeat_num=1, d_conv_dim=4, d_repeat_num=2)
+  config.batch_size = 8
+  schedule = stargan.make_schedule(config, 64)
+  step_fn = stargan.make_train_step(config, CAMERAS, schedule, mesh)
+  state = sharding.replicate(stargan.init_state(config, CAMERAS), mesh)
+  key = jax.random.PRNGKey(0)
+  losses, holders = [], set()
+  for step in range(3):
+    rng = np.random.default_rng(step)
+    images, cameras = sharding.shard_batch(
+        (rng.uniform(-1, 1, (8, 16, 8, 3)).astype(np.float32),
+         rng.integers(0, CAMERAS, 8).astype(np.int32)), mesh)
+    holders.add(len(images.sharding.device_set))
+    state, metrics = step_fn(state, images, cameras, key, update_g=step % 2 == 1)
+    losses += [float(v) for k, v in sorted(metrics.items()) if not k.startswith("lr/")]
+  state = jax.device_get(state)
+  return {"g": state.g_params, "d": state.d_params}, np.asarray(losses), sorted(holders)
+
+
+def without_camera_inputs(params):
+  """`params` without G's stem weights on the camera channels (input channels 3 and up)."""
+  g = dict(params["g"])
+  g["stem_conv"] = {**g["stem_conv"], "kernel": g["stem_conv"]["kernel"][:, :, :3]}
+  return {"g": g, "d": params["d"]}
+
+
 def largest(tree) -> float:
   return max(float(np.max(np.abs(x))) for x in jax.tree.leaves(tree))
 
@@ -101,7 +133,16 @@ def main(methods):
   devices = jax.devices()
   one, every = sharding.data_mesh(devices[:1]), sharding.data_mesh(devices)
   report = {"devices": len(devices), "cases": {}}
-  for method in methods:
+  if "stargan" in methods:
+    p1, l1, h1 = run_stargan(one)
+    pn, ln, hn = run_stargan(every)
+    report["cases"]["stargan/1"] = {
+        "params": difference(p1, pn), "params_scale": largest(p1),
+        "params_but_camera_inputs": difference(without_camera_inputs(p1), without_camera_inputs(pn)),
+        "lr": 3e-4,
+        "losses": float(np.max(np.abs(l1 - ln))), "loss_scale": float(np.max(np.abs(l1))),
+        "holders_one": h1, "holders_every": hn}
+  for method in (m for m in methods if m != "stargan"):
     single = {}
     for groups in (1, 2):
       config = config_of(method, groups)
@@ -120,4 +161,4 @@ def main(methods):
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:] or ("baseline", "hhl")))
+  sys.exit(main(sys.argv[1:] or ("baseline", "hhl", "stargan")))
