@@ -1,10 +1,24 @@
 """Shared fixtures: tiny synthetic datasets generated once per test session into a temp folder."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# XLA's persistent compilation cache, for this test session only: many tests compile the same
+# programs (the tiny baseline and HHL steps in their subprocess runs), and compiling is most of
+# the suite's time. Created by the first process that imports this (pytest-xdist's controller;
+# its workers and every subprocess inherit the variable), deleted at the end of the session.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="reid_jax_test_xla_cache_")
 
 import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session):
+  if _OWN_CACHE:  # this process made it (the xdist controller; its workers inherit the variable)
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
