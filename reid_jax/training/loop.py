@@ -249,9 +249,7 @@ def run(config: LoopConfig, *, workdir, state: state_lib.TrainState, train_step,
           break
         batch = sharding_lib.shard_batch(batch, mesh)
         compiles = step == initial_step
-        rng = step_rng(config.seed, step)
-        if jax.process_count() > 1:
-          rng = sharding_lib.replicate(rng, mesh)
+        rng = sharding_lib.replicate(step_rng(config.seed, step), mesh)
         if compiles:
           state, metrics = progress.compile_call("the train step", compiled_step, state, batch, rng)
         else:

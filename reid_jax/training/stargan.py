@@ -52,6 +52,7 @@ from reid_jax.data import transforms
 from reid_jax.errors import ReidError
 from reid_jax.losses import gan
 from reid_jax.models import stargan as stargan_models
+from reid_jax.training import sharding
 
 LR_DECAYS = ("code_effective", "linear_to_zero")
 
@@ -177,7 +178,6 @@ def make_train_step(config, num_cameras: int, schedule: Schedule, mesh=None):
   mesh: the data mesh (default: every device of this process); the batch is split over it, the
   state replicated, so the step is that of one device on the global batch.
   """
-  from reid_jax.training import sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.local_mesh() if mesh is None else mesh
   key = _cache_key("train_step", config, num_cameras, schedule, tuple(mesh.device_ids.flat))
   if key not in _COMPILED:
@@ -186,7 +186,6 @@ def make_train_step(config, num_cameras: int, schedule: Schedule, mesh=None):
 
 
 def _make_train_step(config, num_cameras: int, schedule: Schedule, mesh):
-  from reid_jax.training import sharding  # pylint: disable=g-import-not-at-top
   g, d = build_models(config, num_cameras)
   tx = _adam(config)
   loss_cfg = config.loss
@@ -494,7 +493,6 @@ def _train(config, workdir, dataset: str, data_dir, *, stop_at: int | None = Non
   raises ReidError (rerun resumes from the last checkpoint).
   """
   from reid_jax.training import loop
-  from reid_jax.training import sharding
   from reid_jax.training import workdir as workdir_lib
 
   mesh = sharding.local_mesh()  # one host's devices (multi-host StarGAN is not built)
