@@ -53,3 +53,48 @@ def print_rates(metric: str, times, cpu_times, images: int, config: str):
   for ours in [n for n in rates if n.startswith("ours")]:
     for ref in [n for n in rates if n.startswith("torch")]:
       print(comparison(metric, rates[ours], ref, rates[ref], f"{config} conv impl={ours[5:]}"))
+
+
+def _resident_high_water_mib() -> float | None:
+  try:
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return None
+
+
+def peak_resident(fn: Callable[[], object]):
+  """`(fn(), seconds, peak resident MiB of the whole process during the call)`.
+
+  The peak is Linux's VmHWM after resetting it (`/proc/self/clear_refs` <- 5), so it counts every
+  page the process holds: numpy arrays, JAX's buffers, the interpreter, the inputs already in
+  memory. Without that reset (another OS), the process's lifetime peak (`ru_maxrss`) is reported.
+  """
+  try:
+    with open("/proc/self/clear_refs", "w") as clear:
+      clear.write("5")
+    resettable = True
+  except OSError:
+    resettable = False
+  start = time.perf_counter()
+  out = fn()
+  seconds = time.perf_counter() - start
+  peak = _resident_high_water_mib() if resettable else None
+  if peak is None:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  return out, seconds, peak
+
+
+def resident_mib() -> float:
+  """The process's resident memory now (VmRSS), MiB; 0 where /proc is absent."""
+  try:
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return 0.0

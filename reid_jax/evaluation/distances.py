@@ -33,23 +33,35 @@ def _check_metric(metric):
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
+@jax.jit
+def _cross(query, gallery):
+  """`query @ gallery.T` in float32, alone in its program: XLA:CPU then hands it to its fast
+  matmul library (YNNPACK); fused with the elementwise epilogue it runs ~1.8x slower (2 cores,
+  512 x 82,161 x 2048: 1.3 s against 0.72 s)."""
+  return jnp.matmul(query.astype(jnp.float32), gallery.astype(jnp.float32).T,
+                    precision=lax.Precision.HIGHEST)
+
+
 @functools.partial(jax.jit, static_argnames=("metric",))
+def _finish(cross, query, gallery, metric):
+  query = query.astype(jnp.float32)
+  gallery = gallery.astype(jnp.float32)
+  if metric == "cosine":
+    inverse_norm = lambda x: lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=1), NORM_EPS))
+    return 1.0 - cross * inverse_norm(query)[:, None] * inverse_norm(gallery)[None, :]
+  d2 = (jnp.sum(query * query, axis=1)[:, None] + jnp.sum(gallery * gallery, axis=1)[None, :]
+        - 2.0 * cross)
+  d2 = jnp.maximum(d2, 0.0)  # the expanded form rounds slightly below 0 (§2.2)
+  return jnp.sqrt(d2) if metric == "euclidean" else d2
+
+
 def distance_block(query, gallery, metric: str = "euclidean"):
   """Distances `[Bq, Ng]` between query `[Bq, D]` and gallery `[Ng, D]` rows, float32.
 
   euclidean ||q - g||, sqeuclidean ||q - g||^2 (expanded form clamped at 0), cosine 1 - cos(q, g).
   """
-  query = query.astype(jnp.float32)
-  gallery = gallery.astype(jnp.float32)
-  if metric == "cosine":
-    cross = jnp.matmul(l2_normalize(query), l2_normalize(gallery).T,
-                       precision=lax.Precision.HIGHEST)
-    return 1.0 - cross
-  cross = jnp.matmul(query, gallery.T, precision=lax.Precision.HIGHEST)
-  d2 = (jnp.sum(query * query, axis=1)[:, None] + jnp.sum(gallery * gallery, axis=1)[None, :]
-        - 2.0 * cross)
-  d2 = jnp.maximum(d2, 0.0)  # the expanded form rounds slightly below 0 (§2.2)
-  return jnp.sqrt(d2) if metric == "euclidean" else d2
+  _check_metric(metric)
+  return _finish(_cross(query, gallery), query, gallery, metric=metric)
 
 
 def distance_chunks(qf, gf, metric: str = "euclidean", chunk_size: int = 256,
