@@ -52,7 +52,10 @@ def world_of(dataset: str, size: str | None) -> dict:
   Raises:
     ReidError: `size` is not a synthetic world size (for a synthetic dataset).
   """
-  if not datasets.get_spec(dataset).synthetic:
+  spec = datasets.get_spec(dataset)
+  if spec.source:  # a user's dataset: its canonical form, and its data's hash (`spec.name`)
+    return {"dataset": spec.source, "kind": REAL, "data": spec.name}
+  if not spec.synthetic:
     return {"dataset": dataset, "kind": REAL}
   from reid_jax.data.synthetic import writer  # pylint: disable=g-import-not-at-top
   if size not in writer.SIZES:

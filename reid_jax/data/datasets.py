@@ -25,6 +25,9 @@ class DatasetSpec:
   # Expected counts of the real dataset (docs/arn_triplet_eval.md §4.4); None for synthetic ones, whose
   # counts follow from the writer's --size.
   expected: dict[str, SplitCounts] | None = None
+  # A user's dataset (`reid_jax.data.user_datasets`): its canonical `folder:<path>` / `list:<path>`
+  # ('' for the six named ones); `name` is then `<basename>_<sha1[:12]>` and layout 'folder' | 'list'.
+  source: str = ""
 
 
 MARKET_COUNTS = {  # docs/arn_triplet_eval.md §4.4; gallery holds junk (-1) and distractors (0)
@@ -55,9 +58,24 @@ DATASETS = {
 SPLITS = ("train", "query", "gallery")
 
 
+USER_FORMS = "folder:/path/to/market_like_folder or list:/path/to/list.csv (or .json)"
+
+
 def get_spec(name: str) -> DatasetSpec:
-  """The spec of a dataset name, or a ReidError listing the known names."""
+  """The spec of a dataset name or of a user's `folder:...` / `list:...` dataset, or a ReidError
+  listing the known names."""
+  from reid_jax.data import user_datasets  # pylint: disable=g-import-not-at-top
+  if user_datasets.is_user(name):
+    return user_datasets.spec(name)
   try:
     return DATASETS[name]
   except KeyError:
-    raise ReidError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+    raise ReidError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or your own "
+                    f"as {USER_FORMS}") from None
+
+
+def file_name(name: str) -> str:
+  """The dataset's name in file and folder names: the name itself, `<basename>_<sha1[:12]>` for a
+  user's dataset (whose `folder:/...` form holds slashes)."""
+  from reid_jax.data import user_datasets  # pylint: disable=g-import-not-at-top
+  return user_datasets.spec(name).name if user_datasets.is_user(name) else name

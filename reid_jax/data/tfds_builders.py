@@ -16,6 +16,8 @@ Builder configs (the folder name under `tfds/<name>/`):
   real market / duke: `default`; real msmt: `list_train+list_val` (default) or `list_train`
   (docs/arn_triplet_eval.md §4.3).
   synthetic: `<size>_seed<seed>` (e.g. `tiny_seed0`, `small_seed0`), so sizes coexist.
+  a user's `folder:<path>` / `list:<path>` (`reid_jax.data.user_datasets`): builder `user`,
+  config `<basename>_<sha1[:12]>` (changes when the data does), `tfds/user/<config>/1.0.0/`.
 
 Synthetic raw trees: `raw/<name>/` is used when its SYNTHETIC.json names the requested size,
 seed (and the current generator version), and written there when the folder is absent. When it
@@ -85,6 +87,7 @@ class ReidBuilderConfig(tfds.core.BuilderConfig):
   size: str | None = None
   seed: int = 0
   msmt_train: str = "list_train+list_val"
+  user_source: str = ""  # a user's dataset: its canonical `folder:<path>` / `list:<path>`
 
 
 _MSMT_CONFIG = {"list_train+list_val": "list_train_val", "list_train": "list_train"}
@@ -95,6 +98,8 @@ def config_name(spec: DatasetSpec, size: str | None = None, seed: int = 0,
   """The builder config name (folder under `tfds/<name>/`)."""
   if spec.layout == "msmt" and msmt_train not in _MSMT_CONFIG:
     raise ReidError(f"msmt_train={msmt_train!r}: choose one of {', '.join(_MSMT_CONFIG)}")
+  if spec.source:
+    return spec.name
   if spec.synthetic:
     name = f"{size}_seed{seed}"
     if spec.layout == "msmt" and msmt_train != "list_train+list_val":
@@ -123,7 +128,8 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   @property
   def spec(self) -> DatasetSpec:
-    return get_spec(self.name)
+    source = getattr(self.builder_config, "user_source", "")
+    return get_spec(source or self.name)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return _LocalDatasetInfo(
@@ -151,21 +157,37 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     del dl_manager
     config = self.builder_config
     root = Path(config.raw_root)
-    records = {s: parsing.list_split(root, self.spec.layout, s, config.msmt_train) for s in SPLITS}
-    check_counts(self.spec, records, root, config.msmt_train)
-    self._fix = fix_advice(self.spec, root)
+    spec = self.spec
+    self._where = {}
+    if spec.source:
+      from reid_jax.data import user_datasets  # pylint: disable=g-import-not-at-top
+      records = user_datasets.check(spec.source)
+      self._where = user_datasets.where_of(spec.source)
+    else:
+      records = {s: parsing.list_split(root, spec.layout, s, config.msmt_train) for s in SPLITS}
+      check_counts(spec, records, root, config.msmt_train)
+    self._fix = fix_advice(spec, root)
     self._bar = _progress(sum(len(rs) for rs in records.values()),
                           f"{self.name} {config.name}: storing images")
     self.info.metadata["labels"] = {
         s: {"pid": [r.pid for r in rs], "camid": [r.camid for r in rs],
             "filename": [r.filename for r in rs]} for s, rs in records.items()}
     self.info.metadata["raw_root"] = str(root)
-    if (root / SYNTHETIC_MARKER).is_file():
+    if spec.source:
+      self.info.metadata["user_source"] = spec.source
+    elif (root / SYNTHETIC_MARKER).is_file():
       self.info.metadata["synthetic"] = json.loads((root / SYNTHETIC_MARKER).read_text())
     return {s: self._generate_examples(rs) for s, rs in records.items()}
 
   def _generate_examples(self, records):
-    read = functools.partial(_read_verified, fix=self._fix)
+    if self._where:  # a user's dataset: name the list row, store non-JPEG images as JPEG
+      def read(record):
+        where = self._where.get(record.filename)
+        fix = f"fix or replace the file, or remove {where}" if " row " in (where or "") or \
+            " item " in (where or "") else self._fix
+        return _read_verified(record, fix=fix, to_jpeg=True)
+    else:
+      read = functools.partial(_read_verified, fix=self._fix)
     with concurrent.futures.ThreadPoolExecutor(_VERIFY_THREADS) as pool:
       for record, data in zip(records, pool.map(read, records)):
         self._bar.update(1)
@@ -183,6 +205,8 @@ def fix_advice(spec: DatasetSpec, root: Path) -> str:
   command that re-renders the tree's missing or corrupt files (same bytes), with the size and
   seed its SYNTHETIC.json names.
   """
+  if spec.source:
+    return "fix or replace the file, or remove it"
   if not spec.synthetic:
     return _ARCHIVE_FIX
   try:
@@ -195,8 +219,11 @@ def fix_advice(spec: DatasetSpec, root: Path) -> str:
           "missing or corrupt files, then rerun")
 
 
-def _read_verified(record: parsing.Record, fix: str = _ARCHIVE_FIX) -> bytes:
-  """The file's bytes after checking that they decode fully as an RGB-convertible image."""
+def _read_verified(record: parsing.Record, fix: str = _ARCHIVE_FIX, to_jpeg: bool = False) -> bytes:
+  """The file's bytes after checking that they decode fully as an RGB-convertible image.
+
+  to_jpeg: another format (PNG, BMP, ...) is re-encoded as a JPEG (quality 95) instead of refused.
+  """
   try:
     data = record.path.read_bytes()
   except FileNotFoundError:
@@ -205,7 +232,12 @@ def _read_verified(record: parsing.Record, fix: str = _ARCHIVE_FIX) -> bytes:
     with Image.open(record.path) as img:
       img.load()  # full decode: truncated files fail here, not at training time
       if img.format != "JPEG":
-        raise ValueError(f"{img.format} data in a .jpg file")
+        if not to_jpeg:
+          raise ValueError(f"{img.format} data in a .jpg file")
+        import io  # pylint: disable=g-import-not-at-top
+        out = io.BytesIO()
+        img.convert("RGB").save(out, format="JPEG", quality=95)
+        return out.getvalue()
   except Exception as e:  # PIL raises several unrelated types
     message = " ".join(str(e).split())  # one line
     raise ReidError(f"corrupt image {record.path}: {message}; {fix}") from None
@@ -292,7 +324,7 @@ logging.getLogger("absl").addFilter(_QuietTfdsNotices())
 
 _BUILDERS = {
     name: type(f"Reid_{name}", (_ReidBuilder,), {"name": name}, skip_registration=True)
-    for name in ("market", "duke", "msmt", "synth_market", "synth_duke", "synth_msmt")
+    for name in ("market", "duke", "msmt", "synth_market", "synth_duke", "synth_msmt", "user")
 }
 
 
@@ -332,6 +364,9 @@ def synthetic_raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0
 def raw_root(dataset: str, data_dir, size: str = "tiny", seed: int = 0) -> Path:
   """The extracted folder a dataset is built from (synthetic: written on first use)."""
   spec = get_spec(dataset)
+  if spec.source:  # a user's dataset: its folder, or the list file's folder
+    from reid_jax.data import user_datasets  # pylint: disable=g-import-not-at-top
+    return user_datasets.resolve(dataset).root
   if spec.synthetic:
     return synthetic_raw_root(dataset, data_dir, size, seed)
   root = paths.raw_dir(data_dir, dataset)
@@ -350,18 +385,21 @@ def builder(dataset: str, data_dir=None, size: str = "tiny", seed: int = 0,
   spec = get_spec(dataset)
   data_dir = paths.default_data_dir() if data_dir is None else Path(data_dir)
   name = config_name(spec, size, seed, msmt_train)
-  probe = _BUILDERS[dataset](
+  cls = _BUILDERS["user" if spec.source else dataset]
+  probe = cls(
       data_dir=os.fspath(paths.tfds_dir(data_dir)),
       config=ReidBuilderConfig(name=name, size=size if spec.synthetic else None,
-                               seed=seed if spec.synthetic else 0, msmt_train=msmt_train))
+                               seed=seed if spec.synthetic else 0, msmt_train=msmt_train,
+                               user_source=spec.source))
   if probe.is_prepared() or not prepare:
     return probe
   # Locate (or write) the raw tree only when a build is needed.
   root = raw_root(dataset, data_dir, size, seed)
-  b = _BUILDERS[dataset](
+  b = cls(
       data_dir=os.fspath(paths.tfds_dir(data_dir)),
       config=ReidBuilderConfig(name=name, raw_root=str(root), size=probe.builder_config.size,
-                               seed=probe.builder_config.seed, msmt_train=msmt_train))
+                               seed=probe.builder_config.seed, msmt_train=msmt_train,
+                               user_source=spec.source))
   with _quiet_tfds():
     try:
       b.download_and_prepare(
@@ -371,7 +409,7 @@ def builder(dataset: str, data_dir=None, size: str = "tiny", seed: int = 0,
       bar = getattr(b, "_bar", None)
       if bar is not None:
         bar.close()
-  return _BUILDERS[dataset](data_dir=os.fspath(paths.tfds_dir(data_dir)), config=probe.builder_config)
+  return cls(data_dir=os.fspath(paths.tfds_dir(data_dir)), config=probe.builder_config)
 
 
 class ReidSource(Sequence):

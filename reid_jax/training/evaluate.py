@@ -105,7 +105,9 @@ def write_rank_list(workdir, dataset: str, extras, config, *, rerank: bool = Fal
   workdir = Path(workdir)
   title = figures.rank_list_title(dataset, f"{workdir.parent.name}/{workdir.name}", distance,
                                   rerank, step)
-  name = f"rank_list_{dataset}{'+rerank' if rerank else ''}.png"
+  from reid_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  # A user's `folder:/...` dataset: `<basename>_<sha1[:12]>` in the file name.
+  name = f"rank_list_{datasets.file_name(dataset)}{'+rerank' if rerank else ''}.png"
   path = workdir / workdir_lib.FIGURES_DIR / name
   figures.save_rank_lists(
       path, lambda i: query[int(shown[i])]["image"], lambda i: gallery[int(i)]["image"], distmat,

@@ -19,11 +19,17 @@ from reid_jax.errors import UsageError
 
 
 def dataset_names(*names: str) -> None:
-  """Each name is one of the six datasets (a usage error names the known ones)."""
+  """Each name is one of the six datasets or a user's `folder:<path>` / `list:<path>` (a usage error
+  names the known ones; a user's dataset is read and checked here: a missing file, a bad row, an
+  empty split or a query identity absent from the gallery is one line naming the file and row)."""
+  from reid_jax.data import user_datasets  # pylint: disable=g-import-not-at-top
   for name in names:
-    if name not in datasets_lib.DATASETS:
+    if user_datasets.is_user(name):
+      user_datasets.check(name)
+    elif name not in datasets_lib.DATASETS:
       raise UsageError(f"unknown dataset {name!r}; choose one of "
-                       f"{', '.join(datasets_lib.DATASETS)}")
+                       f"{', '.join(datasets_lib.DATASETS)}, or your own as "
+                       f"{datasets_lib.USER_FORMS}")
 
 
 def datasets(data_dir, names, size: str = "tiny") -> dict:
@@ -38,6 +44,10 @@ def datasets(data_dir, names, size: str = "tiny") -> dict:
   for name in names:
     spec = datasets_lib.get_spec(name)
     if spec.synthetic:
+      continue
+    if spec.source:  # a user's dataset: every row checked (no image opened yet)
+      from reid_jax.data import user_datasets  # pylint: disable=g-import-not-at-top
+      user_datasets.check(name)
       continue
     probe = tfds_builders.builder(name, data_dir, size, prepare=False)
     if not probe.is_prepared():
