@@ -248,7 +248,8 @@ def help_text(configs: ConfigFile | None, full: bool) -> str:
   real = [n for n, s in datasets.DATASETS.items() if not s.synthetic]
   synthetic = [n for n, s in datasets.DATASETS.items() if s.synthetic]
   parts.append(f"datasets: {', '.join(real)} (real: extract them under <data_dir>/raw/<name>/, "
-               f"never downloaded); {', '.join(synthetic)} (generated on first use)")
+               f"never downloaded); {', '.join(synthetic)} (generated on first use); your own as "
+               f"{datasets.USER_FORMS} (rows path,pid,camid,split; splits train, query, gallery)")
   if configs is not None:
     variants = configs.variants
     lines = [f"config variants: {', '.join(f'{configs.path}:{v}' for v in variants)}",
