@@ -284,6 +284,26 @@ def summarize(result, ap, distance, rerank, n_gallery):
   return summary
 
 
+def rechunk(blocks, chunk_size: int):
+  """`(start, rows)` blocks of any heights in row order -> blocks of `chunk_size` rows (the last
+  may be shorter), so that a jitted scorer sees one shape."""
+  pending, pending_start = [], 0
+  for start, block in blocks:
+    if not pending:
+      pending_start = start
+    pending.append(np.asarray(block))
+    held = sum(p.shape[0] for p in pending)
+    if held >= chunk_size:
+      rows = np.concatenate(pending)
+      for offset in range(0, held - chunk_size + 1, chunk_size):
+        yield pending_start + offset, rows[offset:offset + chunk_size]
+      done = (held // chunk_size) * chunk_size
+      pending = [rows[done:]] if done < held else []
+      pending_start += done
+  if pending:
+    yield pending_start, np.concatenate(pending)
+
+
 def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap="step",
              rerank=False, chunk_size=DEFAULT_CHUNK_SIZE, max_rank=DEFAULT_MAX_RANK,
              rerank_k1=20, rerank_k2=6, rerank_lambda=0.3, sort_backend=None, progress=True):
@@ -297,9 +317,9 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
     metric: 'euclidean' | 'sqeuclidean' | 'cosine' (docs/arn_triplet_eval.md §3.1).
     ap: 'step' | 'trapezoid' | 'sklearn' (§3.3).
     rerank: k-reciprocal re-ranking (§3.6) on Euclidean distances whatever `metric` says
-      (step 1 squares them once; the record then says distance 'euclidean'); needs the N x N
-      matrix of all images (N = Nq + Ng).
-    chunk_size: query rows per block; without re-ranking, memory is O(chunk_size * Ng).
+      (step 1 squares them once; the record then says distance 'euclidean'), in bounded memory
+      (`rerank.re_ranking_blocks`: O(N k) plus the features and one block of rows).
+    chunk_size: query rows per block; memory is O(chunk_size * Ng) for the scoring.
     progress: bars on stdout (`reid_jax.progress`): re-ranking, then the queries scored. The
       first block compiles the distance (and, off CPU, the sort) and is kept out of the ETA.
 
@@ -322,15 +342,16 @@ def evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="euclidean", ap=
       raise ReidError(f"{name} features contain NaN or inf: the model diverged or the checkpoint "
                       "is corrupt; evaluate a finite checkpoint")
   accumulator = RankAccumulator(g_pids, g_camids, max_rank, ap, sort_backend)
-  if rerank:
-    distmat = rerank_lib.re_ranking_features(qf, gf, k1=rerank_k1, k2=rerank_k2,
-                                             lambda_value=rerank_lambda, progress=progress)
-    blocks = ((start, distmat[start:start + chunk_size])
-              for start in range(0, num_query, chunk_size))
+  if rerank:  # bounded memory: the re-ranked rows come a block at a time, in query order
+    blocks = rechunk(rerank_lib.re_ranking_blocks(qf, gf, k1=rerank_k1, k2=rerank_k2,
+                                                  lambda_value=rerank_lambda, progress=progress),
+                     chunk_size)
   else:
     on_device = accumulator.sort_backend == "jax"
     blocks = distances.distance_chunks(qf, gf, metric, chunk_size, as_numpy=not on_device)
-  with progress_lib.Bar(num_query, "CMC/mAP", unit="query", enabled=progress) as bar:
+  # With re-ranking its own bar covers the work (the scoring runs inside its last step).
+  with progress_lib.Bar(num_query, "CMC/mAP", unit="query",
+                        enabled=progress and not rerank) as bar:
     for start, block in blocks:
       stop = start + block.shape[0]
       accumulator.add(block, q_pids[start:stop], q_camids[start:stop])

@@ -74,4 +74,5 @@ def test_rerank_shows_progress(capsys):
   scores = ranking.evaluate(qf, gf, q_pids, g_pids, q_cams, g_cams, rerank=True,
                             rerank_k1=4, rerank_k2=2)
   out = capsys.readouterr().out
-  assert scores["rerank"] and "re-ranking: 100%" in out and "CMC/mAP" in out
+  # One bar: the scoring runs block by block inside re-ranking's last step.
+  assert scores["rerank"] and "re-ranking: 100%" in out and "CMC/mAP" not in out

@@ -99,3 +99,61 @@ def test_evaluate_with_rerank_uses_reranked_distances():
   assert record["rerank"] and record["distance"] == "euclidean"
   np.testing.assert_allclose(record["mAP"], mean_ap)
   np.testing.assert_allclose(record["cmc"], cmc)
+
+
+def _dense_from_rows(qf, gf, **kwargs):
+  """Dense `re_ranking` fed the very rows the feature source computes (bitwise the same inputs):
+  row i of step 1's matrix is column i of torchreid's original matrix, so pass the transposes."""
+  source = rerank.FeatureDistances(qf, gf)
+  num_query, num_images = len(qf), len(qf) + len(gf)
+  full = np.concatenate([source.euclidean_rows(start)
+                         for start in range(0, num_images, rerank._ROW_BLOCK)])
+  return rerank.re_ranking(full[num_query:, :num_query].T, full[:num_query, :num_query].T,
+                           full[num_query:, num_query:].T, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("num_query,num_gallery,dim,k1,k2", [
+    (40, 260, 16, 20, 6), (1100, 1500, 32, 20, 6), (30, 90, 8, 7, 1)])
+def test_bounded_equals_dense(num_query, num_gallery, dim, k1, k2):
+  # Crosses the 1024-row block boundary in the second case (queries and images both).
+  rng = np.random.default_rng(num_query)
+  centres = rng.normal(size=(25, dim))
+  qf = centres[rng.integers(0, 25, num_query)] + 0.5 * rng.normal(size=(num_query, dim))
+  gf = centres[rng.integers(0, 25, num_gallery)] + 0.5 * rng.normal(size=(num_gallery, dim))
+  bounded = rerank.re_ranking_features(qf, gf, k1=k1, k2=k2, progress=False)
+  np.testing.assert_allclose(bounded, _dense_from_rows(qf, gf, k1=k1, k2=k2), rtol=0, atol=1e-6)
+
+
+def test_ties_at_the_kth_neighbour():
+  # Small integer features: squared distances are exact small integers, so many images sit at
+  # exactly the same distance, also at the k-th place; the order must be (distance, index).
+  rng = np.random.default_rng(7)
+  qf = rng.integers(0, 3, (10, 3)).astype(np.float32)
+  gf = rng.integers(0, 3, (50, 3)).astype(np.float32)
+  dist = lambda a, b: np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+  q_g, q_q, g_g = dist(qf, gf), dist(qf, qf), dist(gf, gf)
+  full = np.block([[q_q, q_g], [q_g.T, g_g]])
+  kth = np.sort(full, axis=1)[:, 5]
+  assert ((full == kth[:, None]).sum(axis=1) > 1).mean() > 0.5  # the test's premise: ties
+  ref = loop_rerank(q_g, q_q, g_g, 5, 3, 0.3)
+  dense = rerank.re_ranking(q_g, q_q, g_g, k1=5, k2=3, progress=False)
+  bounded = rerank.re_ranking_features(qf, gf, k1=5, k2=3, progress=False)
+  np.testing.assert_allclose(dense, ref, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(bounded, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_bounded_equals_dense_market_sized():
+  # Market's test set: 3,368 queries x 15,913 gallery images (N = 19,281), 64-d features.
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(751, 64)).astype(np.float32)
+  qf = centres[rng.integers(0, 751, 3368)] + rng.normal(size=(3368, 64)).astype(np.float32)
+  gf = centres[rng.integers(0, 751, 15913)] + rng.normal(size=(15913, 64)).astype(np.float32)
+  bounded = rerank.re_ranking_features(qf, gf, progress=False)
+  np.testing.assert_allclose(bounded, _dense_from_rows(qf, gf), rtol=0, atol=1e-6)
+
+
+def test_bounded_refuses_when_too_large():
+  with pytest.raises(ReidError, match=r"re-ranking 11659 queries .*\(rerank=False\)"):
+    rerank.check_bounded_memory(11659, 82161, 2048, max_bytes=1 << 30)
+  rerank.check_bounded_memory(11659, 82161, 2048, max_bytes=24 << 30)  # MSMT17 in 24 GB
