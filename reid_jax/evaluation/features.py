@@ -50,6 +50,9 @@ def _flip_averaged(descriptor: Descriptor, flip: bool) -> Descriptor:
   return apply
 
 
+normalised_descriptor = _flip_averaged  # the public name (reid_jax.export uses it)
+
+
 _EXTRACTORS: collections.OrderedDict = collections.OrderedDict()  # (descriptor, flip, mesh) ->
 _MAX_EXTRACTORS = 4  # (jitted function, batch shapes it has compiled for), least recent dropped
 

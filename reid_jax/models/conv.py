@@ -24,6 +24,7 @@ Grouped convolutions always use 'xla' (no model of the project uses them).
 
 """
 
+import contextlib
 import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -462,10 +463,31 @@ def _auto_plan(geo: Geometry, in_channels: int, dtype) -> _Plan:
                "matmul" if strided and in_channels >= 16 else "xla")
 
 
+_PLAIN = [False]  # set by `plain_convolutions`
+
+
+@contextlib.contextmanager
+def plain_convolutions():
+  """Within it every convolution traced is plain `lax.conv_general_dilated` (impl 'xla'): the
+  form exporters (jax2onnx, `reid_jax.export`) translate op for op; the maths is the same."""
+  previous, _PLAIN[0] = _PLAIN[0], True
+  try:
+    yield
+  finally:
+    _PLAIN[0] = previous
+
+
+def exporting() -> bool:
+  """Whether `plain_convolutions` is in force."""
+  return _PLAIN[0]
+
+
 def _plan(impl: str, geo: Geometry, in_channels: int, dtype) -> _Plan | None:
   """None means plain `lax.conv_general_dilated` with JAX's own autodiff."""
   if impl not in IMPLS:
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
+  if _PLAIN[0]:
+    return None
   if impl == "auto":
     return _auto_plan(geo, in_channels, dtype) if jax.default_backend() == "cpu" else None
   if impl == "winograd":

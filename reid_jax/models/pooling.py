@@ -17,16 +17,29 @@ from jax import lax
 from reid_jax.models import conv
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def max_pool(x, window: tuple[int, int], strides: tuple[int, int], padding: tuple[int, int]):
-  """`nn.MaxPool2d(window, strides, padding)` on NHWC `x`; the padding takes the value -inf."""
+  """`nn.MaxPool2d(window, strides, padding)` on NHWC `x`; the padding takes the value -inf.
+
+  Within `conv.plain_convolutions()` (export), the maximum of the window's strided taps: the
+  same values, in ops jax2onnx maps correctly (its MaxPool from this reduce_window fails in
+  onnxruntime, "Unsupported pooling size")."""
+  if conv.exporting():
+    geo = conv.Geometry(tuple(window), tuple(strides), tuple(padding), (1, 1))
+    (ph, pw), (kh, kw), (sh, sw) = padding, window, strides
+    out_hw = ((x.shape[1] + 2 * ph - kh) // sh + 1, (x.shape[2] + 2 * pw - kw) // sw + 1)
+    return functools.reduce(jnp.maximum, conv.taps(x, geo, out_hw, pad_value=-jnp.inf))
+  return _max_pool(x, window, strides, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, strides, padding):
   (ph, pw) = padding
   return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
                            ((0, 0), (ph, ph), (pw, pw), (0, 0)))
 
 
 def _max_pool_fwd(x, window, strides, padding):
-  y = max_pool(x, window, strides, padding)
+  y = _max_pool(x, window, strides, padding)
   return y, (x, y)
 
 
@@ -42,4 +55,4 @@ def _max_pool_bwd(window, strides, padding, residuals, g):
   return (conv.col2im(jnp.concatenate(shares, axis=-1), geo, x.shape[1:3]),)
 
 
-max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
