@@ -101,3 +101,11 @@ def test_bad_format_and_missing_workdir_are_one_line_exit_1(tmp_path):
   missing = tmp_path / "missing"
   line = _one_line_failure(_run(f"--workdir={missing}", "--format=stablehlo"))
   assert str(missing) in line and "train first" in line
+
+
+def test_missing_jax2onnx_is_one_line_naming_the_install(monkeypatch):
+  from reid_jax import export as export_lib
+  from reid_jax.errors import ReidError
+  monkeypatch.setitem(sys.modules, "jax2onnx", None)
+  with pytest.raises(ReidError, match=r"pip install \.\[export\].*requirements-test\.txt"):
+    export_lib.load_jax2onnx()
