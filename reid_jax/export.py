@@ -99,6 +99,9 @@ def export_descriptor(workdir, fmt: str, out_dir=None, step: int | None = None) 
   if fmt == "onnx":
     model = _to_onnx(jax2onnx, fn, height, width)
     atomic_io.write_bytes(artifact, model.SerializeToString())
+    # The graph's own names (jax2onnx's, e.g. 'in_0'): what onnxruntime's feed dict takes.
+    spec = {**spec, "input": {**spec["input"], "name": model.graph.input[0].name},
+            "output": {**spec["output"], "name": model.graph.output[0].name}}
   else:
     batch, = jax.export.symbolic_shape("batch")
     exported = jax.export.export(jax.jit(fn))(

@@ -69,6 +69,7 @@ def test_onnx_and_stablehlo_match_the_jax_descriptor(tmp_path, experiment):
   exported = jax.export.deserialize(bytearray(Path(hlo_out["artifact"]).read_bytes()))
   session = onnxruntime.InferenceSession(str(onnx_out["artifact"]))
   name = session.get_inputs()[0].name
+  assert sidecar["input"]["name"] == name
   _, height, width, _ = spec["input"]["shape"]
   reference_fn = jax.jit(fn)
   for batch in (1, 3):
