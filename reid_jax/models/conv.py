@@ -25,6 +25,7 @@ Grouped convolutions always use 'xla' (no model of the project uses them).
 """
 
 import contextlib
+import contextvars
 import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -463,30 +464,32 @@ def _auto_plan(geo: Geometry, in_channels: int, dtype) -> _Plan:
                "matmul" if strided and in_channels >= 16 else "xla")
 
 
-_PLAIN = [False]  # set by `plain_convolutions`
+# A trace-time switch scoped like Flax's own contexts: a ContextVar (per thread and per context),
+# not a module-level value that other threads would see.
+_PLAIN = contextvars.ContextVar("reid_jax_plain_convolutions", default=False)
 
 
 @contextlib.contextmanager
 def plain_convolutions():
   """Within it every convolution traced is plain `lax.conv_general_dilated` (impl 'xla'): the
   form exporters (jax2onnx, `reid_jax.export`) translate op for op; the maths is the same."""
-  previous, _PLAIN[0] = _PLAIN[0], True
+  token = _PLAIN.set(True)
   try:
     yield
   finally:
-    _PLAIN[0] = previous
+    _PLAIN.reset(token)
 
 
 def exporting() -> bool:
   """Whether `plain_convolutions` is in force."""
-  return _PLAIN[0]
+  return _PLAIN.get()
 
 
 def _plan(impl: str, geo: Geometry, in_channels: int, dtype) -> _Plan | None:
   """None means plain `lax.conv_general_dilated` with JAX's own autodiff."""
   if impl not in IMPLS:
     raise ValueError(f"impl={impl!r}: expected one of {IMPLS}")
-  if _PLAIN[0]:
+  if _PLAIN.get():
     return None
   if impl == "auto":
     return _auto_plan(geo, in_channels, dtype) if jax.default_backend() == "cpu" else None
