@@ -91,8 +91,9 @@ def check_bounded_memory(num_query: int, num_gallery: int, dim: int,
                "evaluate without re-ranking (rerank=False) or on a subset")
 
 
-# Seconds each step took on 2 cores: the bar's weights (dense: N = 12,000, Nq = 2,000; features:
-# the MSMT17-sized problem of benchmarks.rerank, where the neighbour pass computes the distances).
+# Seconds each step takes on 2 cores, roughly: the bar's weights (dense: N = 12,000, Nq = 2,000;
+# features: the MSMT17-sized problem of benchmarks.rerank, where the neighbour pass computes the
+# distances and takes about 60% of the 380 s).
 _DENSE_WEIGHTS = {"distances": 1.5, "step 1": 1.7, "neighbours": 1.0, "k-reciprocal sets": 0.25,
                   "encodings": 0.3, "Jaccard": 1.3}
 _FEATURE_WEIGHTS = {"neighbours": 170.0, "k-reciprocal sets": 10.0, "encodings": 40.0,
