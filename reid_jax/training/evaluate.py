@@ -29,7 +29,8 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
   Returns:
     (entry, extras): entry = the results.json record `{rank1, rank5, rank10, rank20, mAP, ap,
     distance, rerank, n_query, n_gallery}`; extras = `{'query', 'gallery'}` sources, the
-    descriptors `qf`, `gf` and, with re-ranking, the re-ranked `distmat` `[Nq, Ng]` (for figures).
+    descriptors `qf`, `gf` and, with re-ranking, the figure's queries `shown` and their re-ranked
+    rows `distmat` `[len(shown), Ng]`.
   """
   data_config, eval_config = config["data"], config["eval"]
   rerank = bool(eval_config["rerank"]) if rerank is None else rerank
@@ -45,8 +46,10 @@ def evaluate_dataset(model, variables, dataset: str, data_dir, config, rerank: b
                                                flip=bool(eval_config["flip"]),
                                                total=len(source), desc=f"{dataset} {split}")
   if rerank:
-    entry, out["distmat"] = _reranked_entry(out["qf"], out["gf"], out["query"].labels,
-                                            out["gallery"].labels, ap=eval_config["ap"])
+    q, g = out["query"].labels, out["gallery"].labels
+    out["shown"] = _figure_queries(q, g, eval_config)
+    entry, out["distmat"] = _reranked_entry(out["qf"], out["gf"], q, g, ap=eval_config["ap"],
+                                            keep=out["shown"])
   else:
     entry = _entry(out["qf"], out["gf"], out["query"].labels, out["gallery"].labels,
                    metric=eval_config["distance"], ap=eval_config["ap"], rerank=False)
@@ -65,19 +68,35 @@ def _record(scores) -> dict:
                                 n_gallery=scores["n_gallery"])
 
 
-def _reranked_entry(qf, gf, q, g, ap: str):
-  """(record, re-ranked distances `[Nq, Ng]`): `ranking.evaluate(..., rerank=True)`'s scores, with
-  the matrix kept so that the figure shows the same ranking without re-ranking twice."""
+def _figure_queries(q, g, eval_config):
+  """The rank-list figure's queries (`figures.select_queries`)."""
+  from reid_jax.evaluation import figures  # pylint: disable=g-import-not-at-top
+  return figures.select_queries(q["pid"], int(eval_config["figure_queries"]), q["camid"],
+                                g["pid"], g["camid"])
+
+
+def _reranked_entry(qf, gf, q, g, ap: str, keep):
+  """(record, re-ranked distance rows of the queries `keep` `[len(keep), Ng]`):
+  `ranking.evaluate(..., rerank=True)`'s scores, block by block (never `[Nq, Ng]`), with the rows
+  the figure shows kept so that it needs no second re-ranking."""
   from reid_jax.evaluation import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
   for name, features in (("query", qf), ("gallery", gf)):
     if not np.isfinite(np.asarray(features)).all():
       raise ReidError(f"{name} features contain NaN or inf: the model diverged or the checkpoint "
                       "is corrupt; evaluate a finite checkpoint")
-  distmat = np.asarray(rerank_lib.re_ranking_features(qf, gf))
-  result = ranking.rank_metrics(distmat, q["pid"], g["pid"], q["camid"], g["camid"], ap=ap)
+  keep = np.asarray(keep, np.int64)
+  kept = np.empty((keep.shape[0], np.shape(gf)[0]), np.float32)
+  accumulator = ranking.RankAccumulator(g["pid"], g["camid"], ap=ap)
+  q_pids, q_camids = np.asarray(q["pid"]), np.asarray(q["camid"])
+  for start, block in ranking.rechunk(rerank_lib.re_ranking_blocks(qf, gf),
+                                      ranking.DEFAULT_CHUNK_SIZE):
+    stop = start + block.shape[0]
+    accumulator.add(block, q_pids[start:stop], q_camids[start:stop])
+    inside = (keep >= start) & (keep < stop)
+    kept[inside] = block[keep[inside] - start]
   # Re-ranking starts from Euclidean distances whatever eval.distance says (as ranking.evaluate).
-  scores = ranking.summarize(result, ap, "euclidean", True, distmat.shape[1])
-  return _record(scores), distmat
+  scores = ranking.summarize(accumulator.result(), ap, "euclidean", True, np.shape(gf)[0])
+  return _record(scores), kept
 
 
 def write_rank_list(workdir, dataset: str, extras, config, *, rerank: bool = False,
@@ -94,10 +113,10 @@ def write_rank_list(workdir, dataset: str, extras, config, *, rerank: bool = Fal
   eval_config = config["eval"]
   query, gallery = extras["query"], extras["gallery"]
   q, g = query.labels, gallery.labels
-  shown = figures.select_queries(q["pid"], int(eval_config["figure_queries"]), q["camid"],
-                                 g["pid"], g["camid"])
-  if rerank:
-    distmat, distance = np.asarray(extras["distmat"])[shown], "euclidean"
+  shown = _figure_queries(q, g, eval_config)
+  if rerank:  # the rows `evaluate_dataset` kept: those of the same queries
+    assert np.array_equal(extras["shown"], shown)
+    distmat, distance = np.asarray(extras["distmat"]), "euclidean"
   else:
     distance = eval_config["distance"]
     distmat = np.asarray(distances.compute_distance_matrix(

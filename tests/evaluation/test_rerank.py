@@ -157,3 +157,19 @@ def test_bounded_refuses_when_too_large():
   with pytest.raises(ReidError, match=r"re-ranking 11659 queries .*\(rerank=False\)"):
     rerank.check_bounded_memory(11659, 82161, 2048, max_bytes=1 << 30)
   rerank.check_bounded_memory(11659, 82161, 2048, max_bytes=24 << 30)  # MSMT17 in 24 GB
+
+
+def test_workdir_evaluation_scores_blocks_and_keeps_only_the_figure_rows():
+  from reid_jax.evaluation import ranking
+  from reid_jax.training import evaluate as evaluate_lib
+  q, g, _, _, _ = _features(6, nq=40, ng=150)
+  rng = np.random.default_rng(6)
+  labels_q = {"pid": rng.integers(1, 6, 40), "camid": np.zeros(40, int)}
+  labels_g = {"pid": rng.integers(1, 6, 150), "camid": np.ones(150, int)}
+  keep = np.array([3, 17, 39])
+  entry, rows = evaluate_lib._reranked_entry(q, g, labels_q, labels_g, ap="step", keep=keep)
+  expected = ranking.evaluate(q, g, labels_q["pid"], labels_g["pid"], labels_q["camid"],
+                              labels_g["camid"], rerank=True, progress=False)
+  assert entry["mAP"] == pytest.approx(expected["mAP"]) and entry["rerank"]
+  assert rows.shape == (3, 150)
+  np.testing.assert_array_equal(rows, rerank.re_ranking_features(q, g, progress=False)[keep])
