@@ -75,8 +75,8 @@ def _figure_queries(q, g, eval_config):
                                 g["pid"], g["camid"])
 
 
-def _reranked_entry(qf, gf, q, g, ap: str, keep):
-  """(record, re-ranked distance rows of the queries `keep` `[len(keep), Ng]`):
+def _reranked_entry(qf, gf, q, g, ap: str, keep=None):
+  """(record, re-ranked distance rows of the queries `keep` (default all) `[len(keep), Ng]`):
   `ranking.evaluate(..., rerank=True)`'s scores, block by block (never `[Nq, Ng]`), with the rows
   the figure shows kept so that it needs no second re-ranking."""
   from reid_jax.evaluation import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
@@ -84,7 +84,7 @@ def _reranked_entry(qf, gf, q, g, ap: str, keep):
     if not np.isfinite(np.asarray(features)).all():
       raise ReidError(f"{name} features contain NaN or inf: the model diverged or the checkpoint "
                       "is corrupt; evaluate a finite checkpoint")
-  keep = np.asarray(keep, np.int64)
+  keep = np.arange(np.shape(qf)[0]) if keep is None else np.asarray(keep, np.int64)
   kept = np.empty((keep.shape[0], np.shape(gf)[0]), np.float32)
   accumulator = ranking.RankAccumulator(g["pid"], g["camid"], ap=ap)
   q_pids, q_camids = np.asarray(q["pid"]), np.asarray(q["camid"])
@@ -114,9 +114,13 @@ def write_rank_list(workdir, dataset: str, extras, config, *, rerank: bool = Fal
   query, gallery = extras["query"], extras["gallery"]
   q, g = query.labels, gallery.labels
   shown = _figure_queries(q, g, eval_config)
-  if rerank:  # the rows `evaluate_dataset` kept: those of the same queries
-    assert np.array_equal(extras["shown"], shown)
+  if rerank:
     distmat, distance = np.asarray(extras["distmat"]), "euclidean"
+    if "shown" in extras:  # `evaluate_dataset` kept only these queries' rows
+      if not np.array_equal(extras["shown"], shown):
+        raise ValueError("extras['distmat'] holds the rows of other queries than the figure's")
+    else:  # the rows of every query
+      distmat = distmat[shown]
   else:
     distance = eval_config["distance"]
     distmat = np.asarray(distances.compute_distance_matrix(
