@@ -4,6 +4,7 @@ r"""StarGAN camera-style transfer for HHL: train on --dataset's training cameras
   python -m experiments.stargan --dataset=market --config=reid_jax/configs/stargan.py:reference_code
   python -m experiments.stargan --dataset=market --generate_only      # write from the last checkpoint
   python -m experiments.stargan --dataset=market --generate_only --torch_generator=220000-G.ckpt
+  python -m experiments.stargan --dataset=synth_market --quality_only  # judge the trained generator
 
 Writes `<data_dir>/camstyle/<dataset>/<stem>_fake_<j>.jpg` for every training image and camera
 j = 1..C (docs/hhl.md §10.7), then MANIFEST.json naming the world the fakes belong to; a synthetic
@@ -11,6 +12,9 @@ dataset's set is per world, `camstyle/<dataset>_<size>_seed0/`, the world being
 `--config.data.synthetic_size` (the tiny config's default: medium, the tiny re-ID configs' world).
 Default config: `stargan.py:reference_code` for real datasets, `stargan.py:tiny` for synthetic ones.
 Rerunning resumes training from the last checkpoint and skips the fakes already written.
+After training it prints and records (results.json `quality`) the generator's own figures on
+--quality_images training images: cycle L1, D's camera accuracy on the fakes, and how often a fake
+still retrieves its own real image (`reid_jax.training.stargan_quality`).
 """
 
 # Before any other import: re-executes `python -m ...` under tcmalloc when the system has it.
@@ -42,6 +46,9 @@ flags.DEFINE_bool("generate_only", False, "skip training; write the fakes from t
 flags.DEFINE_string("torch_generator", None,
                     "with --generate_only: a PyTorch StarGAN generator state dict (yunjey key naming, "
                     "e.g. the authors' 220000-G.ckpt) to use instead of the workdir's checkpoint")
+flags.DEFINE_bool("quality_only", False, "only judge the workdir's last checkpoint (cycle L1, camera "
+                  "accuracy, person kept) and record it in results.json; no training, no fakes")
+flags.DEFINE_integer("quality_images", 500, "training images the generator is judged on (0: skip)")
 cli.define_config_flag(CONFIGS, "variant reference_code for real datasets, tiny for synthetic")
 
 
@@ -69,11 +76,25 @@ def _final_step(config, workdir, dataset: str, data_dir) -> int:
   return stargan.make_schedule(config, count).num_iters
 
 
+def _judge(config, workdir, dataset: str, data_dir, num_images: int) -> None:
+  """Prints the generator's own figures and merges them into results.json (`quality`)."""
+  from reid_jax.training import stargan_quality  # pylint: disable=g-import-not-at-top
+  figures = stargan_quality.generator_quality(config, workdir, dataset, data_dir,
+                                              num_images=num_images)
+  stargan.write_results(workdir, config, dataset, quality=figures)
+  print(f"stargan {dataset} generator, iteration {figures['generator_iteration']}: "
+        f"{stargan_quality.describe(figures)}")
+
+
 def main(overrides):
   dataset = FLAGS.dataset
   preflight.dataset_names(dataset)
   if FLAGS.torch_generator and not FLAGS.generate_only:
     raise UsageError("--torch_generator replaces training: pass --generate_only with it")
+  if FLAGS.quality_only and (FLAGS.generate_only or FLAGS.torch_generator):
+    raise UsageError("--quality_only judges the workdir's checkpoint: pass it alone")
+  if FLAGS.quality_images < 0:
+    raise UsageError(f"--quality_images={FLAGS.quality_images}: pass 0 (skip) or more")
   config, config_name = cli.load_config(CONFIGS, FLAGS.config,
                                         stargan_config.default_variant(dataset), overrides)
   config = cli.with_command_fields(config, dataset=dataset, config_name=config_name)
@@ -88,10 +109,14 @@ def main(overrides):
   if FLAGS.torch_generator:
     if not Path(FLAGS.torch_generator).is_file():
       raise ReidError(f"--torch_generator={FLAGS.torch_generator}: no such file")
-  elif FLAGS.generate_only:
-    preflight.checkpoint_exists(workdir, "train first (run the command without --generate_only)")
+  elif FLAGS.generate_only or FLAGS.quality_only:
+    preflight.checkpoint_exists(workdir, "train first (run the command without --generate_only "
+                                "or --quality_only)")
   workdir_lib.check(workdir, config)
   preflight.datasets(data_dir, (dataset,), size=stargan.synthetic_size(config))
+  if FLAGS.quality_only:
+    _judge(config, workdir, dataset, data_dir, max(FLAGS.quality_images, 1))
+    return
   step = -1 if FLAGS.torch_generator else _final_step(config, workdir, dataset, data_dir)
   preflight.camstyle_destination(data_dir, dataset, {
       "checkpoint_step": step, "config_sha256": workdir_lib.config_sha256(config)}, world)
@@ -102,6 +127,8 @@ def main(overrides):
     summary = stargan.train(config, workdir, dataset, data_dir)
     print(f"stargan {dataset}: {summary['steps']} iterations "
           f"({summary['train_seconds']:.0f} s training), samples in {workdir}/figures")
+    if FLAGS.quality_images:
+      _judge(config, workdir, dataset, data_dir, FLAGS.quality_images)
   manifest = stargan.write_camstyle_set(config, workdir, dataset, data_dir,
                                         g_params=g_params, checkpoint_step=step)
   camstyle_dir = camstyle.set_dir(data_dir, world)

@@ -552,6 +552,21 @@ def _curves(page: _Page, keys, rows, workdir: Path, out: Path) -> None:
     page.add("No curves for: " + "; ".join(skipped) + ".", "")
 
 
+def stargan_quality_sentence(quality: dict) -> str:
+  """The generator's own figures (results.json `quality`, `training.stargan_quality`) in words."""
+  kept, chance = 100 * quality["person_kept_rank1"], 100 * quality["chance"]
+  verdict = ("its fakes keep the person" if kept >= 50 else
+             "its fakes lose the person (HHL's camera-style positives then carry little identity)"
+             if kept < 5 * chance else "its fakes keep the person only partly")
+  return (f"StarGAN's own figures on {quality['num_images']} target training images (generator "
+          f"iteration {quality['generator_iteration']}): cycle L1 {quality['cycle_l1']:.3f}, "
+          f"change L1 {quality['change_l1']:.3f}; its camera classifier puts "
+          f"{100 * quality['camera_accuracy']:.1f} % of the fakes in their target camera "
+          f"({100 * quality['real_camera_accuracy']:.1f} % of the reals in theirs); "
+          f"{kept:.1f} % of the fakes retrieve their own real image first under the hand-crafted "
+          f"descriptor (chance {chance:.1f} %, a copy 100 %): {verdict}.")
+
+
 def _stargan(page: _Page, demo, workdir: Path, out: Path) -> None:
   page.add("## StarGAN camera-style samples", "")
   rel = demo.get("stargan_workdir")
@@ -559,6 +574,9 @@ def _stargan(page: _Page, demo, workdir: Path, out: Path) -> None:
     page.add("The demo reused an existing camera-style set, so no StarGAN was trained in this "
              "workdir (demo.json's stargan_workdir is null).", "")
     return
+  quality = (_read_json(workdir / rel / "results.json") or {}).get("quality")
+  if isinstance(quality, dict):
+    page.add(stargan_quality_sentence(quality), "")
   sample = _latest_sample(workdir / rel / "figures")
   if sample is None:
     page.add(f"No figures/stargan_samples_*.png in {rel}: no sample grid to show.", "")

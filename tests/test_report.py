@@ -324,3 +324,20 @@ def test_the_report_imports_no_jax(tmp_path):
                           timeout=120)
   assert result.returncode == 0, result.stderr
   assert result.stdout.split() == ["False"]
+
+
+@pytest.mark.parametrize("kept, verdict", [(0.9, "its fakes keep the person."),
+                                           (0.004, "its fakes lose the person"),
+                                           (0.2, "its fakes keep the person only partly.")])
+def test_stargan_section_states_the_generators_own_figures(tmp_path, kept, verdict):
+  full_workdir(tmp_path)
+  quality = {"num_images": 200, "generator_iteration": 1000, "cycle_l1": 0.2912,
+             "change_l1": 0.4, "camera_accuracy": 0.97, "real_camera_accuracy": 0.99,
+             "person_kept_rank1": kept, "own_camera_kept_rank1": 1.0, "chance": 1 / 200}
+  (tmp_path / "runs" / "stargan_synth_market" / "results.json").write_text(
+      json.dumps({"experiment": "stargan", "quality": quality}))
+  text = report.write_report(tmp_path).read_text()
+  section = text.split("## StarGAN camera-style samples", 1)[1].split("\n## ", 1)[0]
+  assert "cycle L1 0.291" in section and "97.0 % of the fakes" in section
+  assert f"{100 * kept:.1f} % of the fakes retrieve their own real image" in section
+  assert "(chance 0.5 %, a copy 100 %)" in section and verdict in section

@@ -422,15 +422,16 @@ def loss_summary(workdir, last_n: int = LOSS_WINDOW) -> dict:
 
 def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
                   manifest: dict | None = None, camstyle_dir=None,
-                  generator: str | None = None) -> dict:
+                  generator: str | None = None, quality: dict | None = None) -> dict:
   """Writes (merges into) `<workdir>/results.json`; returns it.
 
   Always: experiment, variant, dataset, config name and sha256, devices, versions. With the
   training `summary` of `train`: iterations, num_iters, train_seconds, num_images, num_cameras and
   `losses` (`loss_summary`, unless the summary carries them). With the camera-style `manifest`:
   `camstyle` = {dir, num_files, num_images, num_cameras, generator_iteration, generator, and
-  world when the manifest records one}. What
-  this call does not give is kept from the file (so `--generate_only` updates only the set), unless
+  world when the manifest records one}. With `quality`: the generator's own figures
+  (`stargan_quality.generator_quality`). What this call does not give is kept from the file (so
+  `--generate_only` updates only the set), unless
   the file was written under another config (config_sha256), whose results it drops.
   """
   from reid_jax.training import workdir as workdir_lib
@@ -456,6 +457,8 @@ def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
         "generator": generator or ("workdir checkpoint" if step >= 0 else "imported"),
         **({"world": manifest["world"]} if "world" in manifest else {}),
     }
+  if quality is not None:
+    update["quality"] = quality
   return workdir_lib.merge_results(workdir, update, merge_keys=(),
                                    same_run_keys=("config_sha256",))
 
@@ -463,7 +466,7 @@ def write_results(workdir, config, dataset: str, *, summary: dict | None = None,
 # --- training loop --------------------------------------------------------------------------------
 
 
-def _restore(workdir, config, num_cameras):
+def restore_state(workdir, config, num_cameras):
   """The latest checkpoint's state and meta, read only (generation)."""
   from reid_jax.training import loop
   saved, meta = loop.restore_tree(workdir, dataclasses.asdict(init_state(config, num_cameras)))
@@ -586,7 +589,7 @@ def _save_jpeg_atomic(path: Path, image: np.ndarray, quality: int) -> None:
 
 def load_generator(config, workdir, num_cameras: int) -> tuple[dict, int]:
   """The latest checkpoint's generator params and its iteration."""
-  state, _ = _restore(workdir, config, num_cameras)
+  state, _ = restore_state(workdir, config, num_cameras)
   return state.g_params, int(state.step)
 
 

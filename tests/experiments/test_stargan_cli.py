@@ -60,6 +60,9 @@ def test_cli_trains_writes_and_skips_on_rerun(data_dir, tmp_path):
   assert camstyle.find_camstyle_set(data_dir, "synth_market", stems, 6, world=world) == out
   results = json.loads((workdir / "results.json").read_text())
   assert results["camstyle"]["dir"] == str(out) and results["camstyle"]["world"] == world
+  # The generator's own figures, judged after training on every image of this small world.
+  assert results["quality"]["num_images"] == manifest["num_images"]
+  assert results["quality"]["generator_iteration"] == 3 and "person kept" in done.stdout
 
   mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
   again = _run(*args, "--generate_only")

@@ -115,7 +115,7 @@ def test_d_every_iteration_g_only_when_asked():
 
 def _params(workdir):
   g, _ = stargan.load_generator(micro_config(), workdir, NUM_CAMERAS)
-  state, _ = stargan._restore(workdir, micro_config(), NUM_CAMERAS)
+  state, _ = stargan.restore_state(workdir, micro_config(), NUM_CAMERAS)
   return jax.tree.leaves(jax.device_get((state.g_params, state.d_params, state.g_opt_state,
                                          state.d_opt_state)))
 
