@@ -89,12 +89,13 @@ for _pair, _rows in hhl_config.PAPER_TABLE2.items():
         "hhl" if _variant == "hhl" else f"hhl_{_variant}")
     assert PAPER[_pair][_key][2]["rank1"] == _rank1 and PAPER[_pair][_key][2]["mAP"] == _map
 
-# Seconds per stage on a fresh 2-core machine, glibc malloc, medium world, one seed (the ETA's
-# prior; the demo rescales it by this machine's pace). Measured 2026-12-02, `python -m
-# experiments.demo` on a fresh clone: 27 min 53 s in all, the trunk already built.
+# Seconds per stage on a 2-core machine, glibc malloc, medium world, one seed (the ETA's prior;
+# the demo rescales it by this machine's pace). Measured 2026-12-03 on commit be9e9fc, `python -m
+# experiments.demo` on a fresh clone and an empty data dir: 30 min 32 s in all, 6 min 41 s of it
+# the trunk (WORKSPACE.md, "Demo and report").
 EXPECTED_SECONDS = {
-    "pretrain": 480, "datasets": 120, "handcrafted": 24, "baseline": 183, "supervised": 171,
-    "stargan": 197, "hhl": 549, "arn": 401, "table1": 15, "report": 5,
+    "pretrain": 401, "datasets": 84, "handcrafted": 16, "baseline": 159, "supervised": 143,
+    "stargan": 193, "hhl": 463, "arn": 359, "table1": 7, "report": 5,
 }
 
 # --quick: the tiny world, 2 epochs, no pretrained trunk, a micro StarGAN (tests: mechanics only).
