@@ -22,6 +22,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from reid_jax import cli
 from reid_jax import paths
 from reid_jax.configs import stargan as stargan_config
 from reid_jax.training import stargan
@@ -35,6 +36,10 @@ RECIPES = {
                   "model.g_repeat_num": 3},
     "critic1": {"optim.n_critic": 1},
     "long_critic1": {"optim.num_iters": 4000, "optim.decay_start": 2000, "optim.n_critic": 1},
+    "identity": {"loss.lambda_id": 5.0},
+    "long_identity": {"optim.num_iters": 4000, "optim.decay_start": 2000, "loss.lambda_id": 5.0},
+    "xlong_identity": {"optim.num_iters": 12000, "optim.decay_start": 6000,
+                       "loss.lambda_id": 5.0},
 }
 
 FLAGS = flags.FLAGS
@@ -45,7 +50,10 @@ flags.DEFINE_string("root", "workdirs/stargan_recipe", "workdirs go to <root>/<d
 flags.DEFINE_integer("quality_images", stargan_quality.DEFAULT_IMAGES, "images judged")
 
 
-def recipe_config(name: str):
+def recipe_config(name: str, dataset: str):
+  """The tiny config with the recipe's overrides and the command's fields, as experiments.stargan
+  would write it (so `experiments.stargan --workdir=<its workdir> --config=<its config.json>
+  --generate_only` writes its camera-style set)."""
   config = stargan_config.get_config("tiny")
   for path, value in RECIPES[name].items():
     *parents, leaf = path.split(".")
@@ -53,8 +61,7 @@ def recipe_config(name: str):
     for part in parents:
       node = node[part]
     node[leaf] = value
-  config.config_name = f"stargan.py:tiny+{name}"
-  return config
+  return cli.with_command_fields(config, dataset=dataset, config_name=f"stargan.py:tiny+{name}")
 
 
 def main(argv):
@@ -65,7 +72,7 @@ def main(argv):
   data_dir = FLAGS.data_dir or paths.default_data_dir()
   rows = []
   for name in FLAGS.recipes:
-    config = recipe_config(name)
+    config = recipe_config(name, FLAGS.dataset)
     workdir = Path(FLAGS.root) / FLAGS.dataset / name
     start = time.perf_counter()
     summary = stargan.train(config, workdir, FLAGS.dataset, data_dir)
@@ -78,7 +85,7 @@ def main(argv):
                  "wall_seconds": round(time.perf_counter() - start, 1), **figures})
     print(f"{name}: {stargan_quality.describe(figures)}", flush=True)
 
-  print(f"\n{FLAGS.dataset} ({stargan.synthetic_size(recipe_config('tiny'))} world), "
+  print(f"\n{FLAGS.dataset} ({stargan.synthetic_size(recipe_config('tiny', FLAGS.dataset))} world), "
         f"{rows[0]['num_images']} training images judged; person kept: chance "
         f"{100 * rows[0]['chance']:.1f} %, a copying generator 100 %")
   header = ("recipe", "iters", "G upd", "train s", "cycle L1", "change L1", "D_cls fakes %",

@@ -60,16 +60,24 @@ def discriminator_loss(discriminator: DiscriminatorFn, x_real, x_fake, cameras_o
 
 
 def generator_loss(discriminator: DiscriminatorFn, x_real, x_fake, x_rec, cameras_trg, *,
-                   lambda_cls: float = 1.0, lambda_rec: float = 10.0):
-  """L_G = -mean D_src(x_f) + lambda_rec mean|x - x_rec| + lambda_cls CE(D_cls(x_f), c_trg).
+                   lambda_cls: float = 1.0, lambda_rec: float = 10.0, x_id=None,
+                   lambda_id: float = 0.0):
+  """L_G = -mean D_src(x_f) + lambda_rec mean|x - x_rec| + lambda_cls CE(D_cls(x_f), c_trg)
+  [+ lambda_id mean|x - x_id|].
 
   x_fake = G(x, c_trg), x_rec = G(x_fake, c_org), all `[B, H, W, 3]`; the L1 mean runs over every
-  pixel and channel. Returns (loss, metrics dict).
+  pixel and channel. The last term is not StarGAN's: CycleGAN's identity loss on x_id = G(x, c_org)
+  (a translation to the image's own camera should change nothing), added only when lambda_id > 0.
+  Returns (loss, metrics dict).
   """
   src_fake, cls_fake = discriminator(x_fake)
   loss_fake = -jnp.mean(src_fake)
   loss_rec = jnp.mean(jnp.abs(x_real - x_rec))
   loss_cls = camera_cross_entropy(cls_fake, cameras_trg)
   loss = loss_fake + lambda_rec * loss_rec + lambda_cls * loss_cls
-  return loss, {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
-                "G/loss_cls": loss_cls}
+  metrics = {"G/loss_fake": loss_fake, "G/loss_rec": loss_rec, "G/loss_cls": loss_cls}
+  if lambda_id > 0:
+    loss_id = jnp.mean(jnp.abs(x_real - x_id))
+    loss = loss + lambda_id * loss_id
+    metrics["G/loss_id"] = loss_id
+  return loss, {"G/loss": loss, **metrics}

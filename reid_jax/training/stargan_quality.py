@@ -10,11 +10,13 @@ judge a generator by itself, before any re-ID model trains on its fakes:
 - `change_l1`: mean |G(x, c_j) - x| over the same pairs (0 for a generator that copies);
 - `camera_accuracy`: the share of those fakes that the workdir's own camera classifier (D_cls,
   trained on real images only) assigns to camera j; `real_camera_accuracy` is D_cls on the reals;
-- `person_kept_rank1`: the share of fakes G(x_i, c_j) whose nearest real image of the sample is
-  x_i under the hand-crafted descriptor (`evaluation.handcrafted`: stripe colour statistics after
-  a gray-world correction, which removes a camera's global cast), i.e. the fake still carries x_i's
-  clothing layout; `chance` = 1 / n is what a generator that loses the person scores, 1 the best;
-  `own_camera_kept_rank1` the same for j = c_x.
+- `person_kept_rank1`: the share of fakes G(x_i, c_j) whose nearest real image among the sample's
+  images *of x_i's own camera* is x_i, under the hand-crafted descriptor (`evaluation.handcrafted`:
+  stripe colour statistics after a gray-world correction). Those reals share x_i's camera, scene
+  and background, so whatever background the fake was given is equally far from all of them and
+  only the person can single x_i out; `chance` is the mean of 1 / (images of that camera) over the
+  pairs, what a generator that loses the person scores; a copy scores 1.
+  `own_camera_kept_rank1` is the same for j = c_x.
 
   python -m experiments.stargan --dataset=synth_market --quality_only   # a trained workdir
 """
@@ -26,14 +28,18 @@ from reid_jax.evaluation import handcrafted
 DEFAULT_IMAGES = 500  # the sample judged (seeded, without replacement)
 
 
-def nearest_is_self(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+def nearest_is_self(queries: np.ndarray, gallery: np.ndarray, groups=None) -> np.ndarray:
   """bool `[n]`: is row i of `gallery` the nearest (Euclidean) to row i of `queries`?
 
-  A tie at the smallest distance counts as a miss unless row i is the first of the tied rows, so
+  With `groups` (`[n]` labels), row i is compared only with the gallery rows of its own group. A
+  tie at the smallest distance counts as a miss unless row i is the first of the tied rows, so
   identical queries (a collapsed generator) cannot all score.
   """
   d2 = (np.sum(queries ** 2, 1)[:, None] + np.sum(gallery ** 2, 1)[None, :]
         - 2.0 * queries @ gallery.T)
+  if groups is not None:
+    groups = np.asarray(groups)
+    d2 = np.where(groups[:, None] == groups[None, :], d2, np.inf)
   return np.argmin(d2, axis=1) == np.arange(len(queries))
 
 
@@ -58,7 +64,7 @@ def score(translate, classify, reals: np.ndarray, cameras: np.ndarray, num_camer
     fakes = np.concatenate([
         np.asarray(translate(reals[s:s + batch_size], np.full(len(reals[s:s + batch_size]), j)))
         for s in range(0, n, batch_size)])
-    hits = nearest_is_self(handcrafted.describe(to_uint8(fakes)), real_desc)
+    hits = nearest_is_self(handcrafted.describe(to_uint8(fakes)), real_desc, cameras)
     own = cameras == j
     own_kept[own] = hits[own]
     other = ~own
@@ -81,7 +87,7 @@ def score(translate, classify, reals: np.ndarray, cameras: np.ndarray, num_camer
       "real_camera_accuracy": float(np.mean(cat(real_correct))),
       "person_kept_rank1": float(np.mean(cat(kept))),
       "own_camera_kept_rank1": float(np.mean(own_kept)),
-      "chance": 1.0 / n,
+      "chance": float(np.mean(1.0 / np.bincount(cameras)[cameras])),
   }
 
 
@@ -128,6 +134,6 @@ def describe(figures: dict) -> str:
   return (f"cycle L1 {figures['cycle_l1']:.3f}, change L1 {figures['change_l1']:.3f}, "
           f"D_cls on fakes {100 * figures['camera_accuracy']:.1f} % "
           f"(reals {100 * figures['real_camera_accuracy']:.1f} %), person kept "
-          f"{100 * figures['person_kept_rank1']:.1f} % rank-1 among {figures['num_images']} reals "
+          f"{100 * figures['person_kept_rank1']:.1f} % rank-1 among the reals of its source camera "
           f"(own camera {100 * figures['own_camera_kept_rank1']:.1f} %, chance "
           f"{100 * figures['chance']:.1f} %)")

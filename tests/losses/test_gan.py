@@ -135,3 +135,17 @@ def test_generator_loss_terms_by_hand():
   np.testing.assert_allclose(float(terms["G/loss_cls"]), ce, rtol=1e-5)
   np.testing.assert_allclose(float(terms["G/loss_rec"]), l1, rtol=1e-5)
   np.testing.assert_allclose(float(loss), -float(src.mean()) + 10 * l1 + ce, rtol=1e-5)
+
+
+def test_identity_term_is_off_by_default_and_adds_lambda_id_l1():
+  rng = np.random.default_rng(1)
+  x_real, x_fake, x_rec, x_id = (jnp.asarray(rng.uniform(-1, 1, (2, 4, 2, 3)), jnp.float32)
+                                 for _ in range(4))
+  d = lambda x: (jnp.zeros((2, 2, 1)), jnp.zeros((2, 3)))
+  base, terms = gan.generator_loss(d, x_real, x_fake, x_rec, jnp.array([0, 2]), x_id=x_id)
+  assert "G/loss_id" not in terms  # lambda_id = 0: StarGAN's loss exactly
+  loss, terms = gan.generator_loss(d, x_real, x_fake, x_rec, jnp.array([0, 2]), x_id=x_id,
+                                   lambda_id=5.0)
+  l1 = np.abs(np.asarray(x_real) - np.asarray(x_id)).mean()
+  np.testing.assert_allclose(float(terms["G/loss_id"]), l1, rtol=1e-6)
+  np.testing.assert_allclose(float(loss), float(base) + 5.0 * l1, rtol=1e-6)

@@ -32,6 +32,8 @@ def test_nearest_is_self_hand_worked():
   assert stargan_quality.nearest_is_self(queries, gallery).tolist() == [True, False, True]
   same = np.repeat(queries[:1], 3, axis=0)  # identical queries: only row 0 can score
   assert stargan_quality.nearest_is_self(same, gallery).tolist() == [True, False, False]
+  # Within groups: query 1 is compared with gallery rows 1 and 2 only, and row 1 is nearer.
+  assert stargan_quality.nearest_is_self(queries, gallery, [0, 1, 1]).tolist() == [True, True, True]
 
 
 def test_a_copying_generator_keeps_every_person_and_changes_nothing():
@@ -40,7 +42,7 @@ def test_a_copying_generator_keeps_every_person_and_changes_nothing():
                                   to_uint8=_to_uint8, batch_size=5)
   assert figures["cycle_l1"] == 0.0 and figures["change_l1"] == 0.0
   assert figures["person_kept_rank1"] == 1.0 and figures["own_camera_kept_rank1"] == 1.0
-  assert figures["num_images"] == 24 and figures["chance"] == 1 / 24
+  assert figures["num_images"] == 24 and figures["chance"] == 1 / 8  # 8 images per camera
   # Brute force over the (image, other camera) pairs: the classifier always says camera 0.
   pairs = [(i, j) for i in range(24) for j in range(C) if j != cameras[i]]
   assert figures["camera_accuracy"] == np.mean([j == 0 for _, j in pairs])
@@ -48,8 +50,9 @@ def test_a_copying_generator_keeps_every_person_and_changes_nothing():
 
 
 def test_a_collapsed_generator_scores_at_most_chance():
-  """One image per camera whatever the input: every fake of camera j has the same nearest real."""
-  reals, cameras = _world()
+  """One image per camera whatever the input: the fakes of camera j of one source camera's images
+  all have the same nearest real of that camera, so at most one of them scores."""
+  reals, cameras = _world(n=60)
   blobs = np.linspace(-0.8, 0.8, C)
 
   def collapsed(x, c):
@@ -57,14 +60,15 @@ def test_a_collapsed_generator_scores_at_most_chance():
 
   figures = stargan_quality.score(collapsed, _first_camera_classifier, reals, cameras, C,
                                   to_uint8=_to_uint8, batch_size=7)
-  # At most one hit per camera among the 16 fakes of it from other cameras' images.
-  assert figures["person_kept_rank1"] <= C / (24 * (C - 1))
+  # At most one hit per (target camera, source camera) among the 60 x 2 pairs: chance.
+  assert figures["person_kept_rank1"] <= C * (C - 1) / (60 * (C - 1))
+  np.testing.assert_allclose(figures["chance"], 1 / 20)  # 20 images per camera
   # Reconstruction G(G(x, j), c_x) is camera c_x's blob: brute force.
   expected = np.mean([np.mean(np.abs(blobs[cameras[i]] - reals[i]))
-                      for i in range(24) for j in range(C) if j != cameras[i]])
+                      for i in range(60) for j in range(C) if j != cameras[i]])
   np.testing.assert_allclose(figures["cycle_l1"], expected, rtol=1e-6)
   change = np.mean([np.mean(np.abs(blobs[j] - reals[i]))
-                    for i in range(24) for j in range(C) if j != cameras[i]])
+                    for i in range(60) for j in range(C) if j != cameras[i]])
   np.testing.assert_allclose(figures["change_l1"], change, rtol=1e-6)
 
 
