@@ -6,8 +6,8 @@ Trains every recipe (`configs/stargan.py:tiny` plus the overrides in RECIPES) on
 training images of the tiny config's world, in `<root>/<dataset>/<recipe>` (a finished workdir is
 reused), then prints per recipe its iterations, G updates, training seconds and
 `training.stargan_quality` figures: cycle L1, change L1, D_cls accuracy on the fakes, and the share
-of fakes whose nearest real image (hand-crafted descriptor) is their own source ("person kept";
-chance 1/n). No re-ID model is trained or consulted: a recipe is chosen by these figures, never by
+of fakes whose nearest real image among their source camera's images (hand-crafted descriptor) is
+their own source ("person kept"; chance 1 / images of that camera). No re-ID model is trained or consulted: a recipe is chosen by these figures, never by
 what HHL scores with it (docs/testbed.md, "The tiny StarGAN recipe"). Writes no camera-style set.
 Last lines: one JSON object per recipe.
 """
@@ -76,9 +76,8 @@ def main(argv):
     workdir = Path(FLAGS.root) / FLAGS.dataset / name
     start = time.perf_counter()
     summary = stargan.train(config, workdir, FLAGS.dataset, data_dir)
-    figures = stargan_quality.generator_quality(config, workdir, FLAGS.dataset, data_dir,
-                                                num_images=FLAGS.quality_images)
-    stargan.write_results(workdir, config, FLAGS.dataset, quality=figures)
+    figures = stargan_quality.judge_and_record(config, workdir, FLAGS.dataset, data_dir,
+                                               num_images=FLAGS.quality_images)
     rows.append({"recipe": name, "overrides": RECIPES[name], "iterations": summary["steps"],
                  "g_updates": summary["steps"] // config.optim.n_critic,
                  "train_seconds": round(summary["train_seconds"], 1),

@@ -79,9 +79,8 @@ def _final_step(config, workdir, dataset: str, data_dir) -> int:
 def _judge(config, workdir, dataset: str, data_dir, num_images: int) -> None:
   """Prints the generator's own figures and merges them into results.json (`quality`)."""
   from reid_jax.training import stargan_quality  # pylint: disable=g-import-not-at-top
-  figures = stargan_quality.generator_quality(config, workdir, dataset, data_dir,
-                                              num_images=num_images)
-  stargan.write_results(workdir, config, dataset, quality=figures)
+  figures = stargan_quality.judge_and_record(config, workdir, dataset, data_dir,
+                                             num_images=num_images)
   print(f"stargan {dataset} generator, iteration {figures['generator_iteration']}: "
         f"{stargan_quality.describe(figures)}")
 

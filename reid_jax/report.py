@@ -563,8 +563,9 @@ def stargan_quality_sentence(quality: dict) -> str:
           f"change L1 {quality['change_l1']:.3f}; its camera classifier puts "
           f"{100 * quality['camera_accuracy']:.1f} % of the fakes in their target camera "
           f"({100 * quality['real_camera_accuracy']:.1f} % of the reals in theirs); "
-          f"{kept:.1f} % of the fakes retrieve their own real image first under the hand-crafted "
-          f"descriptor (chance {chance:.1f} %, a copy 100 %): {verdict}.")
+          f"{kept:.1f} % of the fakes retrieve their own real image first among their source "
+          f"camera's images under the hand-crafted descriptor (chance {chance:.1f} %, a copy "
+          f"100 %): {verdict}.")
 
 
 def _stargan(page: _Page, demo, workdir: Path, out: Path) -> None:

@@ -112,21 +112,28 @@ def generator_quality(config, workdir, dataset: str, data_dir, *,
     rows = sample_indices(num_images, len(data), config.seed)
     reals = data.test_images(rows)
 
-    @xla_options.jit
-    def translate(images, cameras):
-      return g.apply({"params": state.g_params}, images, jax.nn.one_hot(cameras, num_cameras))
-
-    @xla_options.jit
-    def classify(images):
-      return d.apply({"params": state.d_params}, images)[1]
-
+    # The parameters are arguments, not constants folded into the programs (a paper-size G would
+    # make every compilation slow and large).
+    translate = xla_options.jit(lambda params, images, cameras: g.apply(
+        {"params": params}, images, jax.nn.one_hot(cameras, num_cameras)))
+    classify = xla_options.jit(lambda params, images: d.apply({"params": params}, images)[1])
     quantize = config.generate.quantize
-    figures = score(translate, classify, reals, data.cameras[rows], num_cameras,
+    figures = score(lambda x, c: translate(state.g_params, x, c),
+                    lambda x: classify(state.d_params, x), reals, data.cameras[rows], num_cameras,
                     to_uint8=lambda x: stargan.to_uint8(x, quantize))
     figures["generator_iteration"] = int(state.step)
     return figures
   finally:
     data.close()
+
+
+def judge_and_record(config, workdir, dataset: str, data_dir, *,
+                     num_images: int = DEFAULT_IMAGES) -> dict:
+  """`generator_quality`, merged into the workdir's results.json as `quality`; returns it."""
+  from reid_jax.training import stargan  # pylint: disable=g-import-not-at-top
+  figures = generator_quality(config, workdir, dataset, data_dir, num_images=num_images)
+  stargan.write_results(workdir, config, dataset, quality=figures)
+  return figures
 
 
 def describe(figures: dict) -> str:
