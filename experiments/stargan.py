@@ -94,9 +94,8 @@ def main(overrides):
     raise UsageError("--quality_only judges the workdir's checkpoint: pass it alone")
   if FLAGS.quality_images < 0:
     raise UsageError(f"--quality_images={FLAGS.quality_images}: pass 0 (skip) or more")
-  config, config_name = cli.load_config(CONFIGS, FLAGS.config,
-                                        stargan_config.default_variant(dataset), overrides)
-  config = cli.with_command_fields(config, dataset=dataset, config_name=config_name)
+  config = stargan_config.command_config(dataset, FLAGS.config, overrides)
+  config_name = config.config_name
   variant = config.variant if config.variant != "reference_code" else None
   workdir = FLAGS.workdir or paths.default_workdir("stargan", dataset, variant=variant)
   data_dir = FLAGS.data_dir or paths.default_data_dir()

@@ -120,6 +120,26 @@ def _camstyle_ready(options: Options) -> bool:
   return True
 
 
+def _stale_camstyle(options: Options) -> str | None:
+  """Why the target's (complete) camera-style set here is not the one the demo's StarGAN stage
+  would write, or None: its MANIFEST's config hash must be that of the stage's config, so that a
+  set made by an earlier recipe is never used silently."""
+  from reid_jax import cli  # pylint: disable=g-import-not-at-top
+  from reid_jax.configs import stargan as stargan_config  # pylint: disable=g-import-not-at-top
+  from reid_jax.data import camstyle  # pylint: disable=g-import-not-at-top
+  from reid_jax.training import preflight  # pylint: disable=g-import-not-at-top
+  from reid_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  folder = preflight.camstyle_set(options.data_dir, options.tgt, world_size(options))
+  _, overrides = cli.split_overrides(list(_size_flags(options, demo_config.QUICK_STARGAN)))
+  wanted = workdir_lib.config_sha256(stargan_config.command_config(options.tgt, None, overrides))
+  made = (camstyle.read_manifest(folder) or {}).get("config_sha256")
+  if made == wanted:
+    return None
+  return (f"{folder} was written by another StarGAN config than the demo's (MANIFEST.json "
+          f"config_sha256 {str(made)[:12]}, the demo's {wanted[:12]}: the recipe changed); "
+          f"delete {folder} and rerun, and the demo writes its own")
+
+
 def plan(options: Options) -> Plan:
   """The stages and rows `options` ask for (nothing is run or written)."""
   from reid_jax.training import pretrain  # pylint: disable=g-import-not-at-top
@@ -179,6 +199,8 @@ def plan(options: Options) -> Plan:
   # StarGAN runs when the target's set of this world is missing (another demo or
   # experiments.stargan may have written it: then it is reused, and its samples are elsewhere).
   stargan_workdir = f"{RUNS_DIR}/stargan_{tgt}"
+  if _camstyle_ready(options) and (stale := _stale_camstyle(options)):
+    raise ReidError(stale)
   if not (w / stargan_workdir).is_dir() and _camstyle_ready(options):
     stargan_workdir = None
   else:

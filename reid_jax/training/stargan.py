@@ -221,7 +221,7 @@ def _make_train_step(config, num_cameras: int, schedule: Schedule, mesh):
       def g_loss(g_params):
         fake = g.apply({"params": g_params}, images, onehot_trg)
         rec = g.apply({"params": g_params}, fake, onehot_org)
-        lambda_id = loss_cfg.get("lambda_id", 0.0)
+        lambda_id = loss_cfg.get("lambda_id", 0.0)  # absent from configs saved before the field
         x_id = g.apply({"params": g_params}, images, onehot_org) if lambda_id > 0 else None
         return gan.generator_loss(disc, images, fake, rec, cameras_trg,
                                   lambda_cls=loss_cfg.lambda_cls, lambda_rec=loss_cfg.lambda_rec,

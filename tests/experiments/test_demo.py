@@ -103,3 +103,32 @@ def test_a_bad_flag_is_one_usage_line_before_any_work(tmp_path, flags, part):
   assert result.returncode == 2, result.stderr[-2000:]
   assert len(lines) == 1 and part in lines[0], lines
   assert not (tmp_path / "w").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_a_camstyle_set_of_another_stargan_recipe_is_refused_naming_the_folder(
+    tmp_path, monkeypatch, quick):
+  """The set's MANIFEST must carry the hash of the config the demo's StarGAN stage would train:
+  the same hash passes, any other stops the plan with one line naming the folder to delete."""
+  from reid_jax.configs import stargan as stargan_config
+  from reid_jax.data import camstyle
+  from reid_jax.errors import ReidError
+  from reid_jax.training import preflight
+  folder = tmp_path / "camstyle" / "synth_market_x"
+  folder.mkdir(parents=True)
+  monkeypatch.setattr(preflight, "camstyle_set", lambda *args: folder)
+  monkeypatch.setattr(demo, "_camstyle_ready", lambda options: True)
+  options = demo.Options(src="synth_duke", tgt="synth_market", workdir=tmp_path / "w",
+                         data_dir=tmp_path, quick=quick)
+  overrides = [tuple(flag[len("--config."):].split("=", 1))
+               for flag in (demo_config.QUICK_STARGAN if quick else ())]
+  wanted = workdir_lib.config_sha256(stargan_config.command_config("synth_market", None, overrides))
+  (folder / camstyle.MANIFEST).write_text(json.dumps({"config_sha256": wanted}))
+  assert demo._stale_camstyle(options) is None
+  assert demo.plan(options).stargan_workdir is None  # reused: StarGAN is not trained again
+
+  (folder / camstyle.MANIFEST).write_text(json.dumps({"config_sha256": "0" * 64}))
+  with pytest.raises(ReidError) as error:
+    demo.plan(options)
+  message = str(error.value)
+  assert "\n" not in message and f"delete {folder} " in message and wanted[:12] in message
