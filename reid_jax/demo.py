@@ -199,9 +199,10 @@ def plan(options: Options) -> Plan:
   # StarGAN runs when the target's set of this world is missing (another demo or
   # experiments.stargan may have written it: then it is reused, and its samples are elsewhere).
   stargan_workdir = f"{RUNS_DIR}/stargan_{tgt}"
-  if _camstyle_ready(options) and (stale := _stale_camstyle(options)):
+  camstyle_ready = _camstyle_ready(options)  # reads the split's metadata and lists the set
+  if camstyle_ready and (stale := _stale_camstyle(options)):
     raise ReidError(stale)
-  if not (w / stargan_workdir).is_dir() and _camstyle_ready(options):
+  if not (w / stargan_workdir).is_dir() and camstyle_ready:
     stargan_workdir = None
   else:
     stages.append(Stage(
