@@ -162,14 +162,6 @@ def target_cameras(key, cameras_org):
   return jax.random.permutation(key, cameras_org)
 
 
-_COMPILED: dict = {}  # jitted functions by what they depend on: a resumed session reuses them
-
-
-def _cache_key(kind: str, config, *extra) -> tuple:
-  sections = {name: config[name].to_dict() for name in ("model", "loss", "optim")}
-  return (kind, json.dumps(sections, sort_keys=True), *extra)
-
-
 def make_train_step(config, num_cameras: int, schedule: Schedule, mesh=None):
   """`train_step(state, images, cameras, key, update_g) -> (state, metrics)`, jitted.
 
@@ -179,13 +171,6 @@ def make_train_step(config, num_cameras: int, schedule: Schedule, mesh=None):
   state replicated, so the step is that of one device on the global batch.
   """
   mesh = sharding.local_mesh() if mesh is None else mesh
-  key = _cache_key("train_step", config, num_cameras, schedule, tuple(mesh.device_ids.flat))
-  if key not in _COMPILED:
-    _COMPILED[key] = _make_train_step(config, num_cameras, schedule, mesh)
-  return _COMPILED[key]
-
-
-def _make_train_step(config, num_cameras: int, schedule: Schedule, mesh):
   g, d = build_models(config, num_cameras)
   tx = _adam(config)
   loss_cfg = config.loss
@@ -246,9 +231,6 @@ def _make_train_step(config, num_cameras: int, schedule: Schedule, mesh):
 
 def make_translate(config, num_cameras: int):
   """`translate(g_params, images [B, H, W, 3]) -> [C, B, H, W, 3]` in [-1, 1]: every camera's fake."""
-  key = _cache_key("translate", config, num_cameras)
-  if key in _COMPILED:
-    return _COMPILED[key]
   g, _ = build_models(config, num_cameras)
 
   @xla_options.jit
@@ -258,7 +240,6 @@ def make_translate(config, num_cameras: int):
       return g.apply({"params": g_params}, images, onehot)
     return jax.lax.map(one_camera, jnp.arange(num_cameras))
 
-  _COMPILED[key] = translate
   return translate
 
 
