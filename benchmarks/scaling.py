@@ -24,8 +24,9 @@ dispatch), not a speed-up a real multi-device machine would give. Forcing 8 devi
 core; on 2 cores the 1-device step took 1.3-1.7x the CPU time of the same step in a process
 without forced devices (`--devices=1 --force_devices=1` times that process).
 
-GPU (only when `jax.devices('gpu')` is non-empty; otherwise one line says it is skipped): the paper baseline step (`configs/baseline.py:paper`: ResNet-50 256x128, FC-1024,
-BN-1024, dropout, 702 classes, SGD Nesterov, batch 128 or --batch) on one GPU, with
+GPU (only when `jax.devices('gpu')` is non-empty; otherwise one line says it is skipped): the
+paper baseline step (`configs/baseline.py:paper`: ResNet-50 256x128, FC-1024, BN-1024, dropout,
+702 classes, SGD Nesterov, batch 128 or --batch) on one GPU, with
 `model.dtype` 'bfloat16' (compute in bfloat16; parameters, BatchNorm statistics, pool5, logits
 and the loss float32: models/resnet.py, models/heads.py) vs 'float32'. Reference: the same
 network in PyTorch on tests/models/torch_resnet_reference.py (no torchvision), channels_last,

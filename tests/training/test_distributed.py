@@ -26,8 +26,7 @@ FLAGS = ("--src=synth_duke", "--tgt=synth_market", "--config=reid_jax/configs/ba
          "--config.optim.base_lr=0.01")
 # lr 0.01, not the tiny recipe's 0.1: at 0.1 a random trunk's training amplifies float32
 # reordering past TOLERANCE on some CPUs (WORKSPACE.md, "Scale"); at 0.01 the runs agree to
-# about 1e-7, while a wrong share of rows or a missing all-reduce would change every step's
-# update by about lr x gradient.
+# about 1e-7, while both processes reading the same rows (a planted bug) differ by 1e-2.
 TOLERANCE = 1e-4  # relative to the largest parameter: float32 sums in another order
 
 
